@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class MaintenanceConfig(AppConfig):
+    name = "maintenance"
+    verbose_name = _("VPN maintenance")
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,118 @@
+"""Every status and kind vpnctl stores, as TextChoices with named groups."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class ConnectionState(models.TextChoices):
+    PENDING = "pending", _("pending")
+    AVAILABLE = "available", _("available")
+    MODIFYING = "modifying", _("modifying")
+    DELETING = "deleting", _("deleting")
+    DELETED = "deleted", _("deleted")
+
+
+class TunnelStatus(models.TextChoices):
+    UP = "UP", _("UP")
+    DOWN = "DOWN", _("DOWN")
+    UNKNOWN = "UNKNOWN", _("unknown")
+
+
+class PendingMaintenance(models.TextChoices):
+    AVAILABLE = "Available", _("Available")
+    NONE = "None", _("None")
+
+
+class SyncStatus(models.TextChoices):
+    RUNNING = "running", _("running")
+    OK = "ok", _("succeeded")
+    PARTIAL = "partial", _("finished with errors")
+    FAILED = "failed", _("failed")
+
+
+class SyncTrigger(models.TextChoices):
+    SCHEDULE = "schedule", _("schedule")
+    MANUAL = "manual", _("sync now button")
+    COMMAND = "command", _("command line")
+
+
+class ChangeKind(models.TextChoices):
+    REPLACE = "replace", _("Apply pending maintenance")
+    ENABLE_LIFECYCLE = "enable_lifecycle", _("Turn on lifecycle control")
+
+
+class ChangeStatus(models.TextChoices):
+    PENDING_APPROVAL = "pending_approval", _("Waiting for approval")
+    APPROVED = "approved", _("Approved, waiting for its window")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    TIMED_OUT = "timed_out", _("Timed out")
+    BLOCKED = "blocked", _("Blocked by a safety check")
+    REJECTED = "rejected", _("Rejected")
+    CANCELLED = "cancelled", _("Cancelled")
+    EXPIRED = "expired", _("Expired")
+    SUPERSEDED = "superseded", _("Superseded (AWS already applied it)")
+
+
+ChangeStatus.OPEN = frozenset(
+    {ChangeStatus.PENDING_APPROVAL, ChangeStatus.APPROVED, ChangeStatus.RUNNING}
+)
+ChangeStatus.TERMINAL = frozenset(set(ChangeStatus) - ChangeStatus.OPEN)
+ChangeStatus.CANCELLABLE = frozenset({ChangeStatus.PENDING_APPROVAL, ChangeStatus.APPROVED})
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", _("Approve")
+    REJECT = "reject", _("Reject")
+
+
+class ExecutionOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    TIMED_OUT = "timed_out", _("Timed out")
+    BLOCKED = "blocked", _("Blocked by a safety check")
+    SUPERSEDED = "superseded", _("Superseded")
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", _("user")
+    SYSTEM = "system", _("system")
+    AWS = "aws", _("AWS")
+
+
+class AuditAction(models.TextChoices):
+    # Inventory, written by sync.
+    CONNECTION_DISCOVERED = "connection.discovered", _("connection discovered")
+    CONNECTION_GONE = "connection.gone", _("connection gone from AWS")
+    CONNECTION_RETURNED = "connection.returned", _("connection back in AWS")
+    MAINTENANCE_APPLIED_BY_AWS = "maintenance.applied_by_aws", _("maintenance applied by AWS")
+    SYNC_FAILED = "sync.failed", _("sync of an account and region failed")
+    # The change workflow.
+    REQUEST_SUBMITTED = "request.submitted", _("change requested")
+    REQUEST_RESCHEDULED = "request.rescheduled", _("change window changed")
+    REQUEST_APPROVED_BY = "request.approval", _("approval given")
+    REQUEST_REJECTED = "request.rejected", _("change rejected")
+    REQUEST_APPROVED = "request.approved", _("change approved")
+    REQUEST_CANCELLED = "request.cancelled", _("change cancelled")
+    REQUEST_EXPIRED = "request.expired", _("change expired")
+    EXECUTION_CLAIMED = "execution.claimed", _("execution started")
+    EXECUTION_BLOCKED = "execution.blocked", _("execution blocked by a safety check")
+    EXECUTION_SUPERSEDED = "execution.superseded", _("change no longer needed")
+    EXECUTION_CALLING_AWS = "execution.calling_aws", _("about to call AWS")
+    EXECUTION_AWS_ANSWERED = "execution.aws_answered", _("AWS accepted the change")
+    EXECUTION_AWS_ERROR = "execution.aws_error", _("AWS refused the change")
+    EXECUTION_RECONCILED = "execution.reconciled", _("execution reconciled after a lost worker")
+    EXECUTION_SUCCEEDED = "execution.succeeded", _("change succeeded")
+    EXECUTION_FAILED = "execution.failed", _("change failed")
+    EXECUTION_TIMED_OUT = "execution.timed_out", _("change timed out")
+    # Administration.
+    ACCOUNT_CHANGED = "account.changed", _("account settings changed")
+
+
+class StepLevel(models.TextChoices):
+    INFO = "info", _("info")
+    WARNING = "warning", _("warning")
+    ERROR = "error", _("error")

@@ -1,0 +1,52 @@
+"""Shared fixtures: personas (one per role), accounts, and the simulated AWS."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from maintenance import roles
+
+
+def _user(username: str, role: str | None, **extra) -> User:
+    user = User.objects.create_user(
+        username=username, email=f"{username}@example.com", password="pw-" + username, **extra
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def requester(db) -> User:
+    return _user("rei", roles.REQUESTER)
+
+
+@pytest.fixture
+def other_requester(db) -> User:
+    return _user("ken", roles.REQUESTER)
+
+
+@pytest.fixture
+def approver(db) -> User:
+    return _user("aiko", roles.APPROVER)
+
+
+@pytest.fixture
+def second_approver(db) -> User:
+    return _user("bunta", roles.APPROVER)
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return _user("admin", roles.ADMIN, is_staff=True)
+
+
+@pytest.fixture
+def auditor(db) -> User:
+    return _user("odit", roles.AUDITOR)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return _user("outsider", None)

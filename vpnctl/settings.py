@@ -1,0 +1,244 @@
+"""vpnctl settings, read from environment variables.
+
+Every variable is listed, with its default, in the README's configuration table.
+``VPNCTL_MODE`` is ``production`` unless set: production refuses to start without a
+real ``SECRET_KEY``. ``make demo`` sets ``demo``; the test suite runs as ``test``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# pytest-django imports these settings before any conftest can set a variable, so the
+# test mode is recognised from the running test runner itself.
+TESTING = "pytest" in sys.modules
+MODE = "test" if TESTING else env_str("VPNCTL_MODE", "production")
+if MODE not in {"production", "demo", "test"}:
+    raise ImproperlyConfigured("VPNCTL_MODE must be production, demo or test")
+
+DEBUG = env_bool("DEBUG", False)
+
+_INSECURE_KEY = "insecure-demo-and-test-key-never-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if MODE == "production":
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it to a long random value "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or set VPNCTL_MODE=demo for a throwaway demo."
+        )
+    SECRET_KEY = _INSECURE_KEY
+elif MODE == "production" and (SECRET_KEY == _INSECURE_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured("SECRET_KEY is too short or a known demo value.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_q",
+    "maintenance",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "maintenance.middleware.UserTimeZoneMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "vpnctl.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "maintenance.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "vpnctl.wsgi.application"
+
+# Database: SQLite by default. IMMEDIATE transactions take the write lock at BEGIN, which is
+# what keeps concurrent read-then-write transactions from failing with "database is locked"
+# (see shared/NOTES.md). PostgreSQL through DATABASE_URL.
+SQLITE_PATH = Path(env_str("VPNCTL_SQLITE_PATH", str(BASE_DIR / "var" / "vpnctl.sqlite3")))
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # A file, not memory: the real-worker tests run qcluster in another process.
+            "TEST": {"NAME": BASE_DIR / "var" / "test-vpnctl.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+if MODE == "test":
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "maintenance:home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Internationalisation: every string goes through gettext; times are stored in UTC and
+# shown in the user's own time zone (their profile), else VPNCTL_DISPLAY_TIME_ZONE.
+LANGUAGE_CODE = env_str("LANGUAGE_CODE", "en")
+LANGUAGES = [("en", _("English")), ("ja", _("Japanese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+DISPLAY_TIME_ZONE = env_str("VPNCTL_DISPLAY_TIME_ZONE", "UTC")
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if MODE == "test"
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = MODE != "production"
+
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", MODE == "production")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+)
+X_FRAME_OPTIONS = "DENY"
+
+# Email: console backend unless an SMTP host is configured.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "vpnctl <vpnctl@localhost>")
+# Absolute links in emails.
+SITE_URL = env_str("VPNCTL_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # botocore logs request parameters at DEBUG; never let credentials reach a log.
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
+
+# django-q2: at-least-once delivery. `retry` stays far above `timeout` so a slow task is
+# never handed out a second time while it still runs (shared/NOTES.md).
+Q_CLUSTER = {
+    "name": "vpnctl",
+    "orm": "default",
+    "workers": env_int("VPNCTL_Q_WORKERS", 2),
+    "queue_limit": 2,
+    "bulk": 1,
+    "timeout": env_int("VPNCTL_Q_TIMEOUT", 300),
+    "retry": env_int("VPNCTL_Q_RETRY", 1200),
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 500,
+    "catch_up": False,
+    "poll": 0.2 if MODE != "production" else 1,
+    "sync": False,
+    "label": "Task queue",
+}
+
+# AWS access (maintenance/aws.py). No credentials here: boto3's own chain, plus STS
+# assume-role for accounts that name a role.
+AWS_ENDPOINT_URL = env_str("VPNCTL_AWS_ENDPOINT_URL")
+AWS_READ_RETRY_MODE = env_str("VPNCTL_AWS_READ_RETRY_MODE", "adaptive")
+AWS_READ_MAX_ATTEMPTS = env_int("VPNCTL_AWS_READ_MAX_ATTEMPTS", 10)
+AWS_CONNECT_TIMEOUT = env_int("VPNCTL_AWS_CONNECT_TIMEOUT", 10)
+AWS_READ_TIMEOUT = env_int("VPNCTL_AWS_READ_TIMEOUT", 30)
+AWS_SYNC_CONCURRENCY = env_int("VPNCTL_AWS_SYNC_CONCURRENCY", 8)
+
+SYNC_INTERVAL_MINUTES = env_int("VPNCTL_SYNC_INTERVAL_MINUTES", 15)
+
+# The change workflow.
+REQUIRED_APPROVALS = env_int("VPNCTL_REQUIRED_APPROVALS", 1)
+MIN_WINDOW_MINUTES = env_int("VPNCTL_MIN_WINDOW_MINUTES", 30)
+WATCH_INTERVAL_SECONDS = env_int("VPNCTL_WATCH_INTERVAL_SECONDS", 15)
+WATCH_TIMEOUT_MINUTES = env_int("VPNCTL_WATCH_TIMEOUT_MINUTES", 30)
+# A running execution whose worker has not been heard of for this long is reconciled.
+STALE_EXECUTION_SECONDS = env_int("VPNCTL_STALE_EXECUTION_SECONDS", 120)
