@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.utils import timezone
@@ -369,7 +369,7 @@ class AuditEvent(models.Model):
         """The canonical form the hash covers (ids, not names, for related objects)."""
         at = self.at
         if isinstance(at, datetime):
-            at = at.astimezone(timezone.UTC).isoformat(timespec="microseconds")
+            at = at.astimezone(UTC).isoformat(timespec="microseconds")
         return {
             "seq": self.seq,
             "at": at,
@@ -491,8 +491,36 @@ class AuditEvent(models.Model):
 # --------------------------------------------------------------------------------------
 
 
+def _has_perm(user: Any, perm: str) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active and user.has_perm(perm))
+
+
+class ChangeRequestQuerySet(models.QuerySet):
+    def open(self) -> ChangeRequestQuerySet:
+        return self.filter(status__in=ChangeStatus.OPEN)
+
+    def overlapping(self, start: datetime, end: datetime) -> ChangeRequestQuerySet:
+        return self.filter(window_start__lt=end, window_end__gt=start)
+
+    def awaiting_decision_of(self, user: Any) -> ChangeRequestQuerySet:
+        """Requests this approver can still decide on (their own excluded)."""
+        return (
+            self.filter(status=ChangeStatus.PENDING_APPROVAL)
+            .exclude(requester=user)
+            .exclude(
+                approvals__approver=user,
+                approvals__fingerprint=models.F("fingerprint"),
+            )
+        )
+
+
 class ChangeRequest(models.Model):
-    """A change to one tunnel, requested for a window, approved, then executed once."""
+    """A change to one tunnel, requested for a window, approved, then executed once.
+
+    Every status change is a verb method below: it checks the current state, changes it
+    with a conditional UPDATE (so two workers or two clicks cannot both win) and writes
+    its audit event in the same transaction.
+    """
 
     kind = models.CharField(_("change"), max_length=32, choices=ChangeKind.choices)
     tunnel = models.ForeignKey(
@@ -535,6 +563,8 @@ class ChangeRequest(models.Model):
     approved_at = models.DateTimeField(_("approved"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
+    objects = ChangeRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name = _("change request")
@@ -555,6 +585,482 @@ class ChangeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_kind_display()} {self.tunnel}"
+
+    # -- what was asked ---------------------------------------------------------------
+
+    def compute_fingerprint(self) -> str:
+        """SHA-256 over what approvers approve: the change, its target and its window."""
+        connection = self.tunnel.connection
+        asked = {
+            "kind": self.kind,
+            "account": connection.account.account_id,
+            "region": connection.region,
+            "connection": connection.vpn_connection_id,
+            "tunnel": self.tunnel.outside_ip,
+            "skip_tunnel_replacement": self.skip_tunnel_replacement,
+            "start_when_approved": self.start_when_approved,
+            # "As soon as approved" moves the start at approval; only the end was asked for.
+            "window_start": None
+            if self.start_when_approved
+            else self.window_start.astimezone(UTC).isoformat(),
+            "window_end": self.window_end.astimezone(UTC).isoformat(),
+        }
+        return hashlib.sha256(canonical_json(asked).encode()).hexdigest()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ChangeStatus.OPEN
+
+    @property
+    def aws_call_name(self) -> str:
+        """The AWS call this change makes, as an engineer would write it."""
+        if self.kind == ChangeKind.REPLACE:
+            return "ReplaceVpnTunnel(ApplyPendingMaintenance=True)"
+        return (
+            "ModifyVpnTunnelOptions(EnableTunnelLifecycleControl=True, "
+            f"SkipTunnelReplacement={self.skip_tunnel_replacement})"
+        )
+
+    def valid_approvals(self) -> list[Approval]:
+        """Approvals given to the request as it stands now (older ones no longer count)."""
+        return [
+            a
+            for a in self.approvals.all()
+            if a.decision == Decision.APPROVE and a.fingerprint == self.fingerprint
+        ]
+
+    def window_is_open(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.window_start <= now < self.window_end
+
+    def can_cancel(self, user: Any) -> bool:
+        return self.status in ChangeStatus.CANCELLABLE and (
+            user == self.requester or _has_perm(user, "maintenance.manage_changes")
+        )
+
+    def can_decide(self, user: Any) -> bool:
+        return (
+            self.status == ChangeStatus.PENDING_APPROVAL
+            and _has_perm(user, "maintenance.approve_change")
+            and user != self.requester
+            and not self.approvals.filter(approver=user, fingerprint=self.fingerprint).exists()
+        )
+
+    # -- rules ------------------------------------------------------------------------
+
+    @staticmethod
+    def check_rules(
+        *,
+        tunnel: Tunnel,
+        kind: str,
+        window_start: datetime,
+        window_end: datetime,
+        skip_tunnel_replacement: bool,
+        now: datetime,
+        exclude_pk: int | None = None,
+    ) -> None:
+        """Raise ValidationError, naming the field, for any rule this request would break."""
+        errors: dict[str, list[Any]] = {}
+
+        def refuse(field: str, message: Any) -> None:
+            errors.setdefault(field, []).append(message)
+
+        connection = tunnel.connection
+        if kind not in ChangeKind.values:
+            refuse("kind", _("Choose what to change."))
+        if connection.gone_at is not None:
+            refuse("__all__", _("This connection is gone from AWS; there is nothing to change."))
+        if kind == ChangeKind.REPLACE and not tunnel.has_pending_maintenance:
+            refuse(
+                "kind",
+                _("This tunnel has no pending maintenance to apply (as of the last sync)."),
+            )
+        if kind == ChangeKind.ENABLE_LIFECYCLE and tunnel.lifecycle_control:
+            refuse("kind", _("Lifecycle control is already on for this tunnel."))
+        if skip_tunnel_replacement and kind != ChangeKind.ENABLE_LIFECYCLE:
+            refuse(
+                "skip_tunnel_replacement",
+                _("Skipping the replacement only applies when turning lifecycle control on."),
+            )
+
+        # The window.
+        slack = timedelta(minutes=1)  # the time it takes to fill in the form
+        if window_start < now - slack:
+            refuse("window_start", _("The window must start in the future."))
+        if window_end <= window_start:
+            refuse("window_end", _("The window must end after it starts."))
+        minimum = timedelta(minutes=settings.MIN_WINDOW_MINUTES)
+        if window_end - window_start < minimum:
+            refuse(
+                "window_end",
+                _("The window must last at least %(minutes)d minutes.")
+                % {"minutes": settings.MIN_WINDOW_MINUTES},
+            )
+        deadline = tunnel.maintenance_auto_applied_after
+        if deadline is not None and tunnel.has_pending_maintenance and window_end > deadline:
+            refuse(
+                "window_end",
+                _(
+                    "The window must end before %(deadline)s UTC, when AWS applies the "
+                    "maintenance by itself."
+                )
+                % {"deadline": deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M")},
+            )
+
+        # Other requests on the same tunnel and on its sibling.
+        others = ChangeRequest.objects.open().filter(tunnel__connection=connection)
+        if exclude_pk is not None:
+            others = others.exclude(pk=exclude_pk)
+        same = [r for r in others if r.tunnel_id == tunnel.pk]
+        if same:
+            refuse(
+                "__all__",
+                _("Request #%(pk)s is already open for this tunnel (%(status)s).")
+                % {"pk": same[0].pk, "status": same[0].get_status_display()},
+            )
+        clash = [
+            r
+            for r in others
+            if r.tunnel_id != tunnel.pk and r.window_start < window_end and r.window_end > window_start
+        ]
+        if clash:
+            refuse(
+                "window_start",
+                _(
+                    "Request #%(pk)s on the other tunnel of this connection has an overlapping "
+                    "window; AWS updates one tunnel at a time and so does vpnctl."
+                )
+                % {"pk": clash[0].pk},
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    # -- transitions ------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        user: Any,
+        tunnel: Tunnel,
+        kind: str,
+        reason: str,
+        window_start: datetime | None,
+        window_end: datetime,
+        start_when_approved: bool = False,
+        skip_tunnel_replacement: bool = False,
+    ) -> ChangeRequest:
+        """Create a request in `pending_approval`, audited, and tell the approvers."""
+        if not _has_perm(user, "maintenance.request_change"):
+            raise PermissionDenied(_("You may not request changes."))
+        if not (reason or "").strip():
+            raise ValidationError({"reason": [_("Say why this change is needed.")]})
+        now = timezone.now()
+        if start_when_approved or window_start is None:
+            start_when_approved, window_start = True, now
+        with transaction.atomic():
+            # Lock the connection so that two requests on its tunnels are checked one after
+            # the other (PostgreSQL; SQLite's IMMEDIATE transaction already serialises us).
+            VpnConnection.objects.select_for_update().filter(pk=tunnel.connection_id).first()
+            tunnel = Tunnel.objects.select_related("connection__account").get(pk=tunnel.pk)
+            cls.check_rules(
+                tunnel=tunnel,
+                kind=kind,
+                window_start=window_start,
+                window_end=window_end,
+                skip_tunnel_replacement=skip_tunnel_replacement,
+                now=now,
+            )
+            request = cls(
+                kind=kind,
+                tunnel=tunnel,
+                skip_tunnel_replacement=skip_tunnel_replacement,
+                requester=user,
+                reason=reason.strip(),
+                window_start=window_start,
+                window_end=window_end,
+                start_when_approved=start_when_approved,
+                required_approvals=max(1, settings.REQUIRED_APPROVALS),
+                created_at=now,
+                updated_at=now,
+            )
+            request.fingerprint = request.compute_fingerprint()
+            request.save()
+            AuditEvent.record(
+                AuditAction.REQUEST_SUBMITTED,
+                actor=user,
+                change_request=request,
+                message=_("%(user)s requested: %(kind)s on %(tunnel)s")
+                % {"user": user.get_username(), "kind": request.get_kind_display(), "tunnel": tunnel},
+                details=request.audit_snapshot(),
+                at=now,
+            )
+            transaction.on_commit(lambda: _notify("request_submitted", request.pk))
+        return request
+
+    def audit_snapshot(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tunnel": self.tunnel.outside_ip,
+            "connection": self.tunnel.connection.vpn_connection_id,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "start_when_approved": self.start_when_approved,
+            "skip_tunnel_replacement": self.skip_tunnel_replacement,
+            "required_approvals": self.required_approvals,
+            "fingerprint": self.fingerprint,
+        }
+
+    def _locked(self) -> ChangeRequest:
+        """Re-read this request inside the caller's transaction, locked on PostgreSQL."""
+        return (
+            ChangeRequest.objects.select_for_update()
+            .select_related("tunnel__connection__account", "requester")
+            .get(pk=self.pk)
+        )
+
+    def _move(self, from_statuses: Any, to_status: str, now: datetime, **fields: Any) -> bool:
+        """The conditional UPDATE behind every transition: True if this caller won."""
+        if isinstance(from_statuses, str):
+            from_statuses = [from_statuses]
+        changed = ChangeRequest.objects.filter(pk=self.pk, status__in=list(from_statuses)).update(
+            status=to_status, updated_at=now, **fields
+        )
+        if changed:
+            self.status, self.updated_at = to_status, now
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
+
+    def reschedule(
+        self, *, user: Any, window_start: datetime | None, window_end: datetime
+    ) -> ChangeRequest:
+        """Change the window of a request still waiting for approval.
+
+        The fingerprint changes with it, so approvals given before no longer count.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            request = self._locked()
+            if user != request.requester:
+                raise PermissionDenied(_("Only the requester may change the window."))
+            if request.status != ChangeStatus.PENDING_APPROVAL:
+                raise ValidationError(
+                    _("Only a request waiting for approval can be rescheduled; this one is %(s)s.")
+                    % {"s": request.get_status_display()}
+                )
+            start_when_approved = window_start is None
+            window_start = window_start or now
+            ChangeRequest.check_rules(
+                tunnel=request.tunnel,
+                kind=request.kind,
+                window_start=window_start,
+                window_end=window_end,
+                skip_tunnel_replacement=request.skip_tunnel_replacement,
+                now=now,
+                exclude_pk=request.pk,
+            )
+            before = request.audit_snapshot()
+            request.window_start, request.window_end = window_start, window_end
+            request.start_when_approved = start_when_approved
+            request.fingerprint = request.compute_fingerprint()
+            request.updated_at = now
+            request.save(
+                update_fields=[
+                    "window_start",
+                    "window_end",
+                    "start_when_approved",
+                    "fingerprint",
+                    "updated_at",
+                ]
+            )
+            voided = request.approvals.exclude(fingerprint=request.fingerprint).count()
+            AuditEvent.record(
+                AuditAction.REQUEST_RESCHEDULED,
+                actor=user,
+                change_request=request,
+                message=_("Window changed; %(n)d earlier approval(s) no longer count.")
+                % {"n": voided},
+                details={"before": before, "after": request.audit_snapshot()},
+                at=now,
+            )
+            transaction.on_commit(lambda: _notify("request_submitted", request.pk))
+        return request
+
+    def approve(self, *, user: Any, comment: str = "") -> ChangeRequest:
+        """Record an approval; the last one needed moves the request to `approved`."""
+        return self._decide(user=user, decision=Decision.APPROVE, comment=comment)
+
+    def reject(self, *, user: Any, comment: str = "") -> ChangeRequest:
+        """Record a rejection, which ends the request."""
+        return self._decide(user=user, decision=Decision.REJECT, comment=comment)
+
+    def _decide(self, *, user: Any, decision: str, comment: str) -> ChangeRequest:
+        if not _has_perm(user, "maintenance.approve_change"):
+            raise PermissionDenied(_("You may not approve or reject changes."))
+        now = timezone.now()
+        with transaction.atomic():
+            request = self._locked()
+            if user == request.requester:
+                raise ValidationError(_("You cannot approve or reject your own request."))
+            if request.status != ChangeStatus.PENDING_APPROVAL:
+                raise ValidationError(
+                    _("Decisions are only taken while a request waits for approval; this one is %(s)s.")
+                    % {"s": request.get_status_display()}
+                )
+            if decision == Decision.APPROVE and request.window_end <= now:
+                raise ValidationError(_("The window has already closed; this request cannot run."))
+            if decision == Decision.REJECT and not (comment or "").strip():
+                raise ValidationError({"comment": [_("Say why you reject it.")]})
+            previous = Approval.objects.filter(change_request=request, approver=user).first()
+            if previous is not None and previous.fingerprint == request.fingerprint:
+                raise ValidationError(_("You have already decided on this request."))
+            if request.compute_fingerprint() != request.fingerprint:
+                raise ValidationError(
+                    _("This request was altered outside vpnctl; it cannot be approved.")
+                )
+            if previous is None:
+                Approval.objects.create(
+                    change_request=request,
+                    approver=user,
+                    decision=decision,
+                    comment=comment.strip(),
+                    at=now,
+                    fingerprint=request.fingerprint,
+                )
+            else:
+                # Their earlier decision was on a window that has since changed.
+                Approval.objects.filter(pk=previous.pk).update(
+                    decision=decision, comment=comment.strip(), at=now, fingerprint=request.fingerprint
+                )
+            AuditEvent.record(
+                AuditAction.REQUEST_APPROVED_BY
+                if decision == Decision.APPROVE
+                else AuditAction.REQUEST_REJECTED,
+                actor=user,
+                change_request=request,
+                message=(
+                    _("%(user)s approved") if decision == Decision.APPROVE else _("%(user)s rejected")
+                )
+                % {"user": user.get_username()},
+                details={"comment": comment.strip(), "fingerprint": request.fingerprint},
+                at=now,
+            )
+            if decision == Decision.REJECT:
+                request._move(
+                    ChangeStatus.PENDING_APPROVAL,
+                    ChangeStatus.REJECTED,
+                    now,
+                    finished_at=now,
+                    status_reason=comment.strip(),
+                )
+                transaction.on_commit(lambda: _notify("request_decided", request.pk))
+                return request
+            if len(request.valid_approvals()) >= request.required_approvals:
+                fields: dict[str, Any] = {"approved_at": now}
+                if request.start_when_approved:
+                    fields["window_start"] = now
+                request._move(ChangeStatus.PENDING_APPROVAL, ChangeStatus.APPROVED, now, **fields)
+                AuditEvent.record(
+                    AuditAction.REQUEST_APPROVED,
+                    actor_kind=ActorKind.SYSTEM,
+                    change_request=request,
+                    message=_("Approved by %(n)d of %(needed)d; it runs in its window.")
+                    % {"n": len(request.valid_approvals()), "needed": request.required_approvals},
+                    details={"window_start": request.window_start, "window_end": request.window_end},
+                    at=now,
+                )
+                transaction.on_commit(lambda: _notify("request_decided", request.pk))
+                if request.window_start <= now:
+                    transaction.on_commit(lambda: _enqueue_execution(request.pk))
+        return request
+
+    def cancel(self, *, user: Any, reason: str = "") -> ChangeRequest:
+        """Withdraw a request that has not started to run."""
+        now = timezone.now()
+        with transaction.atomic():
+            request = self._locked()
+            if user != request.requester and not _has_perm(user, "maintenance.manage_changes"):
+                raise PermissionDenied(_("Only the requester or an admin may cancel a request."))
+            if not request._move(
+                ChangeStatus.CANCELLABLE,
+                ChangeStatus.CANCELLED,
+                now,
+                finished_at=now,
+                status_reason=reason.strip(),
+            ):
+                raise ValidationError(
+                    _("Only a request that has not started can be cancelled; this one is %(s)s.")
+                    % {"s": request.get_status_display()}
+                )
+            AuditEvent.record(
+                AuditAction.REQUEST_CANCELLED,
+                actor=user,
+                change_request=request,
+                message=_("%(user)s cancelled the request") % {"user": user.get_username()},
+                details={"reason": reason.strip()},
+                at=now,
+            )
+            transaction.on_commit(lambda: _notify("request_finished", request.pk))
+        return request
+
+    def expire(self, now: datetime | None = None) -> bool:
+        """End a request whose window closed before it could run. True if it expired now."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            if not ChangeRequest.objects.filter(pk=self.pk, window_end__lte=now).exists():
+                return False
+            if not self._move(
+                ChangeStatus.CANCELLABLE,
+                ChangeStatus.EXPIRED,
+                now,
+                finished_at=now,
+                status_reason=str(_("The window closed before the change could run.")),
+            ):
+                return False
+            AuditEvent.record(
+                AuditAction.REQUEST_EXPIRED,
+                actor_kind=ActorKind.SYSTEM,
+                change_request=self,
+                message=_("The window closed before the change ran."),
+                at=now,
+            )
+            transaction.on_commit(lambda: _notify("request_finished", self.pk))
+        return True
+
+    def claim(self, *, task_id: str = "", worker: str = "") -> Execution | None:
+        """`approved` → `running` for exactly one caller; returns its Execution, else None."""
+        now = timezone.now()
+        with transaction.atomic():
+            won = (
+                ChangeRequest.objects.filter(
+                    pk=self.pk,
+                    status=ChangeStatus.APPROVED,
+                    window_start__lte=now,
+                    window_end__gt=now,
+                ).update(status=ChangeStatus.RUNNING, updated_at=now)
+                == 1
+            )
+            if not won:
+                return None
+            self.status, self.updated_at = ChangeStatus.RUNNING, now
+            execution = Execution.objects.create(
+                change_request=self,
+                task_id=task_id,
+                worker=worker,
+                claimed_at=now,
+                heartbeat_at=now,
+            )
+            execution.step(_("Execution started by worker %(w)s.") % {"w": worker or "?"}, at=now)
+            AuditEvent.record(
+                AuditAction.EXECUTION_CLAIMED,
+                actor_kind=ActorKind.SYSTEM,
+                change_request=self,
+                message=_("The window is open; execution started."),
+                details={"task_id": task_id, "worker": worker},
+                at=now,
+            )
+        return execution
 
 
 class Approval(models.Model):
@@ -581,9 +1087,18 @@ class Approval(models.Model):
             )
         ]
 
+    @property
+    def still_counts(self) -> bool:
+        return self.fingerprint == self.change_request.fingerprint
+
 
 class Execution(models.Model):
-    """The one execution of an approved request: what was checked, sent and seen."""
+    """The one execution of an approved request: what was checked, sent and seen.
+
+    `calling_aws_at` is written and committed *before* the AWS call: it is the durable
+    "about to call" mark. A conditional UPDATE sets it, so only one caller ever gets to
+    make the call; whoever finds it set later may watch, never call again.
+    """
 
     change_request = models.OneToOneField(
         ChangeRequest, on_delete=models.PROTECT, related_name="execution"
@@ -600,6 +1115,9 @@ class Execution(models.Model):
     before = models.JSONField(_("tunnel before"), default=dict, blank=True)
     after = models.JSONField(_("tunnel after"), default=dict, blank=True)
     watch_until = models.DateTimeField(_("watch until"), null=True, blank=True)
+    # Each watch task carries the generation it was queued with; a duplicate delivery of
+    # an older one finds the number moved on and stops (django-q2 delivers at least once).
+    watch_generation = models.PositiveIntegerField(default=0)
     down_seen_at = models.DateTimeField(_("tunnel seen DOWN"), null=True, blank=True)
     up_seen_at = models.DateTimeField(_("tunnel back UP"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -610,6 +1128,271 @@ class Execution(models.Model):
     class Meta:
         verbose_name = _("execution")
         verbose_name_plural = _("executions")
+
+    def __str__(self) -> str:
+        return f"execution of #{self.change_request_id}"
+
+    @property
+    def request(self) -> ChangeRequest:
+        return self.change_request
+
+    def step(
+        self, message: Any, *, level: str = StepLevel.INFO, data: dict | None = None, at=None
+    ) -> ExecutionStep:
+        return ExecutionStep.objects.create(
+            execution=self,
+            at=at or timezone.now(),
+            level=level,
+            message=str(message),
+            data=json.loads(canonical_json(data or {})),
+        )
+
+    def heartbeat(self) -> bool:
+        """Say this worker is alive; False if the execution has finished meanwhile."""
+        now = timezone.now()
+        alive = Execution.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+            heartbeat_at=now
+        )
+        self.heartbeat_at = now
+        return bool(alive)
+
+    def mark_calling_aws(self, before: dict[str, Any], watch_minutes: int) -> bool:
+        """Durably record "about to call AWS". True for the one caller that may call."""
+        now = timezone.now()
+        watch_until = now + timedelta(minutes=watch_minutes)
+        with transaction.atomic():
+            won = Execution.objects.filter(
+                pk=self.pk,
+                calling_aws_at__isnull=True,
+                finished_at__isnull=True,
+                change_request__status=ChangeStatus.RUNNING,
+            ).update(calling_aws_at=now, heartbeat_at=now, before=before, watch_until=watch_until)
+            if not won:
+                return False
+            self.calling_aws_at, self.heartbeat_at = now, now
+            self.before, self.watch_until = before, watch_until
+            request = self.change_request
+            self.step(_("Preflight checks passed. Calling AWS now."), at=now, data=before)
+            AuditEvent.record(
+                AuditAction.EXECUTION_CALLING_AWS,
+                actor_kind=ActorKind.SYSTEM,
+                change_request=request,
+                message=_("About to call AWS: %(call)s") % {"call": request.aws_call_name},
+                details={"before": before},
+                at=now,
+            )
+        return True
+
+    def record_aws_answer(self, request_id: str) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            Execution.objects.filter(pk=self.pk).update(
+                aws_answered_at=now, aws_request_id=request_id, heartbeat_at=now
+            )
+            self.aws_answered_at, self.aws_request_id = now, request_id
+            self.step(
+                _("AWS accepted the call (request id %(id)s). Watching the tunnel.")
+                % {"id": request_id or "?"},
+                at=now,
+            )
+            AuditEvent.record(
+                AuditAction.EXECUTION_AWS_ANSWERED,
+                actor_kind=ActorKind.AWS,
+                change_request=self.change_request,
+                message=_("AWS accepted %(call)s") % {"call": self.change_request.aws_call_name},
+                details={"request_id": request_id},
+                at=now,
+            )
+
+    def observe(self, tunnel: Tunnel, connection: VpnConnection) -> None:
+        """Note what a watch poll saw: the first DOWN and the first UP after it."""
+        now = timezone.now()
+        fields: dict[str, Any] = {"heartbeat_at": now}
+        if tunnel.status == TunnelStatus.DOWN and self.down_seen_at is None:
+            fields["down_seen_at"] = now
+            self.step(
+                _("Tunnel %(ip)s is DOWN: AWS is working on it.") % {"ip": tunnel.outside_ip},
+                level=StepLevel.WARNING,
+                at=now,
+                data={"status": tunnel.status, "message": tunnel.status_message},
+            )
+        elif (
+            tunnel.status == TunnelStatus.UP
+            and self.down_seen_at is not None
+            and self.up_seen_at is None
+        ):
+            fields["up_seen_at"] = now
+            self.step(_("Tunnel %(ip)s is UP again.") % {"ip": tunnel.outside_ip}, at=now)
+        Execution.objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def _finish(
+        self,
+        *,
+        outcome: str,
+        status: str,
+        action: str,
+        message: Any,
+        reason: str = "",
+        level: str = StepLevel.INFO,
+        error_code: str = "",
+        error_message: str = "",
+        after: dict[str, Any] | None = None,
+        actor_kind: str = ActorKind.SYSTEM,
+    ) -> bool:
+        """End the execution and its request together. False if it had already ended."""
+        now = timezone.now()
+        request = self.change_request
+        with transaction.atomic():
+            ended = Execution.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+                finished_at=now,
+                outcome=outcome,
+                aws_error_code=error_code or models.F("aws_error_code"),
+                aws_error_message=error_message or models.F("aws_error_message"),
+                after=after if after is not None else models.F("after"),
+            )
+            if not ended or not request._move(
+                ChangeStatus.RUNNING, status, now, finished_at=now, status_reason=str(reason)
+            ):
+                transaction.set_rollback(True)
+                return False
+            self.finished_at, self.outcome = now, outcome
+            if error_code:
+                self.aws_error_code, self.aws_error_message = error_code, error_message
+            self.step(message, level=level, at=now, data={"reason": str(reason)} if reason else None)
+            AuditEvent.record(
+                action,
+                actor_kind=actor_kind,
+                change_request=request,
+                message=message,
+                details={
+                    "outcome": outcome,
+                    "reason": str(reason),
+                    "aws_error_code": error_code,
+                    "aws_error_message": error_message,
+                    "after": after or {},
+                },
+                at=now,
+            )
+            transaction.on_commit(lambda: _notify("request_finished", request.pk))
+        return True
+
+    def block(self, reason: Any) -> bool:
+        """A preflight check failed: nothing was sent to AWS."""
+        return self._finish(
+            outcome=ExecutionOutcome.BLOCKED,
+            status=ChangeStatus.BLOCKED,
+            action=AuditAction.EXECUTION_BLOCKED,
+            message=_("Blocked: %(reason)s Nothing was sent to AWS.") % {"reason": reason},
+            reason=str(reason),
+            level=StepLevel.ERROR,
+        )
+
+    def supersede(self, reason: Any) -> bool:
+        """AWS already did what was asked: nothing left to do, nothing sent."""
+        return self._finish(
+            outcome=ExecutionOutcome.SUPERSEDED,
+            status=ChangeStatus.SUPERSEDED,
+            action=AuditAction.EXECUTION_SUPERSEDED,
+            message=_("No longer needed: %(reason)s Nothing was sent to AWS.") % {"reason": reason},
+            reason=str(reason),
+        )
+
+    def fail(self, reason: Any, *, error_code: str = "", error_message: str = "") -> bool:
+        """AWS refused the call, or the call was never made (see the reason)."""
+        if error_code:
+            message = _("Failed: AWS answered %(code)s: %(msg)s") % {
+                "code": error_code,
+                "msg": error_message,
+            }
+        else:
+            message = _("Failed: %(reason)s") % {"reason": reason}
+        return self._finish(
+            outcome=ExecutionOutcome.FAILED,
+            status=ChangeStatus.FAILED,
+            action=AuditAction.EXECUTION_FAILED,
+            message=message,
+            reason=str(reason),
+            level=StepLevel.ERROR,
+            error_code=error_code,
+            error_message=error_message,
+        )
+
+    def succeed(self, after: dict[str, Any]) -> bool:
+        return self._finish(
+            outcome=ExecutionOutcome.SUCCEEDED,
+            status=ChangeStatus.SUCCEEDED,
+            action=AuditAction.EXECUTION_SUCCEEDED,
+            message=_("Succeeded: the tunnel is UP and the change is done."),
+            after=after,
+        )
+
+    def time_out(self, reason: Any, after: dict[str, Any]) -> bool:
+        return self._finish(
+            outcome=ExecutionOutcome.TIMED_OUT,
+            status=ChangeStatus.TIMED_OUT,
+            action=AuditAction.EXECUTION_TIMED_OUT,
+            message=_("Timed out: %(reason)s") % {"reason": reason},
+            reason=str(reason),
+            level=StepLevel.ERROR,
+            after=after,
+        )
+
+    def next_watch(self, generation: int) -> int | None:
+        """Hand the watch on to a new task: the new generation, or None if not ours to hand."""
+        now = timezone.now()
+        won = Execution.objects.filter(
+            pk=self.pk, finished_at__isnull=True, watch_generation=generation
+        ).update(watch_generation=generation + 1, heartbeat_at=now)
+        if not won:
+            return None
+        self.watch_generation, self.heartbeat_at = generation + 1, now
+        return generation + 1
+
+    def take_over(self, stale_before: datetime) -> int | None:
+        """Claim a running execution whose worker went silent (the sweeper's conditional UPDATE).
+
+        Returns the new watch generation, or None if the worker spoke up meanwhile.
+        """
+        now = timezone.now()
+        won = Execution.objects.filter(
+            pk=self.pk,
+            finished_at__isnull=True,
+            heartbeat_at__lt=stale_before,
+            watch_generation=self.watch_generation,
+        ).update(heartbeat_at=now, watch_generation=models.F("watch_generation") + 1)
+        if not won:
+            return None
+        self.heartbeat_at = now
+        self.watch_generation += 1
+        return self.watch_generation
+
+    def reconcile_lost_worker(self, generation: int) -> None:
+        """After take_over: say what vpnctl knows and what it will do about it."""
+        if self.calling_aws_at is None:
+            self.fail(
+                _(
+                    "The worker was lost before the call to AWS; nothing was sent. "
+                    "Request the change again if it is still needed."
+                )
+            )
+            return
+        with transaction.atomic():
+            self.step(
+                _(
+                    "The worker was lost after the AWS call was prepared. vpnctl never sends a "
+                    "change twice: it goes on watching the tunnel to learn what happened."
+                ),
+                level=StepLevel.WARNING,
+            )
+            AuditEvent.record(
+                AuditAction.EXECUTION_RECONCILED,
+                actor_kind=ActorKind.SYSTEM,
+                change_request=self.change_request,
+                message=_("Worker lost after the call was prepared; watching, not calling again."),
+                details={"calling_aws_at": self.calling_aws_at, "generation": generation},
+            )
 
 
 class ExecutionStep(models.Model):
@@ -627,3 +1410,18 @@ class ExecutionStep(models.Model):
         ordering = ["at", "pk"]
         verbose_name = _("execution step")
         verbose_name_plural = _("execution steps")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _notify(event: str, request_pk: int) -> None:
+    from . import notifications
+
+    notifications.send(event, request_pk)
+
+
+def _enqueue_execution(request_pk: int) -> None:
+    from . import tasks
+
+    tasks.enqueue_execution(request_pk)

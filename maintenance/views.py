@@ -2,11 +2,193 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
+from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from .forms import ConnectionFilterForm, PreferencesForm
+from .models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection
+
+CONNECTIONS_PER_PAGE = 50
+SYNC_RUNS_PER_PAGE = 20
+
+
+def _require_perm(request: HttpRequest, perm: str) -> None:
+    if not request.user.has_perm(perm):
+        raise PermissionDenied
+
+
+def _page(request: HttpRequest, qs, per_page: int) -> Page:
+    # get_page() turns a missing or bad ?page= into the first or last page, never a 404.
+    return Paginator(qs, per_page).get_page(request.GET.get("page"))
+
+
+def _ip_key(tunnel: Tunnel) -> tuple[int, int]:
+    # Numeric order: "203.0.113.9" before "203.0.113.10" (SQLite sorts the text otherwise).
+    try:
+        return (0, int(ipaddress.ip_address(tunnel.outside_ip)))
+    except ValueError:
+        return (1, 0)
+
+
+def _ordered_tunnels(connection: VpnConnection) -> list[Tunnel]:
+    """The connection's prefetched tunnels by outside IP: that order is "Tunnel 1, Tunnel 2"."""
+    return sorted(connection.tunnels.all(), key=_ip_key)
+
+
+# ---------------------------------------------------------------------------------------
+# Inventory: connections, tunnels, sync runs, preferences
+# ---------------------------------------------------------------------------------------
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("maintenance:connections")
+
+
+@dataclass
+class ConnectionRow:
+    """What one line of the connection list shows."""
+
+    connection: VpnConnection
+    tunnels: list[Tunnel]
+    pending: list[Tunnel]
+    nearest_deadline: datetime | None
+
+
+@login_required
+def connection_list(request: HttpRequest) -> HttpResponse:
+    """Every connection, filtered and searched, 50 a page, in a constant number of queries."""
+    _require_perm(request, "maintenance.view_vpnconnection")
+    regions = list(
+        VpnConnection.objects.order_by("region").values_list("region", flat=True).distinct()
+    )
+    form = ConnectionFilterForm(request.GET or None, regions=regions)
+    qs = (
+        VpnConnection.objects.select_related("account")
+        .prefetch_related(Prefetch("tunnels", queryset=Tunnel.objects.order_by("outside_ip")))
+        .order_by("account__name", "region", "vpn_connection_id")
+    )
+    qs = form.filter(qs)
+    page = _page(request, qs, CONNECTIONS_PER_PAGE)
+    rows = []
+    for connection in page.object_list:
+        tunnels = _ordered_tunnels(connection)
+        pending = [t for t in tunnels if t.has_pending_maintenance]
+        deadlines = [t.maintenance_auto_applied_after for t in pending]
+        rows.append(
+            ConnectionRow(
+                connection=connection,
+                tunnels=tunnels,
+                pending=pending,
+                nearest_deadline=min((d for d in deadlines if d), default=None),
+            )
+        )
+    return render(
+        request,
+        "maintenance/connection_list.html",
+        {
+            "form": form,
+            "page_obj": page,
+            "rows": rows,
+            "filtered": bool(request.GET.dict().keys() - {"page"}),
+        },
+    )
+
+
+def _get_connection_for_user(request: HttpRequest, pk: int) -> VpnConnection:
+    """The connection, 404 if there is none, 403 if the user may not see the inventory."""
+    _require_perm(request, "maintenance.view_vpnconnection")
+    return get_object_or_404(
+        VpnConnection.objects.select_related("account").prefetch_related("tunnels"), pk=pk
+    )
+
+
+@login_required
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One connection and its two tunnels side by side."""
+    connection = _get_connection_for_user(request, pk)
+    tunnels = _ordered_tunnels(connection)
+    with_control = [t for t in tunnels if t.lifecycle_control]
+    last_confirmed = (
+        SyncResult.objects.filter(
+            account_id=connection.account_id,
+            region=connection.region,
+            failed=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    return render(
+        request,
+        "maintenance/connection_detail.html",
+        {
+            "connection": connection,
+            "tunnels": tunnels,
+            "last_confirmed": last_confirmed,
+            # Exactly one of the two has it: the other can still be replaced at any time.
+            "half_lifecycle": len(tunnels) > 1 and 0 < len(with_control) < len(tunnels),
+            "no_lifecycle": bool(tunnels) and not with_control,
+        },
+    )
+
+
+@login_required
+def sync_runs(request: HttpRequest) -> HttpResponse:
+    """The sync runs, newest first, each with what it found per account and region."""
+    _require_perm(request, "maintenance.view_syncrun")
+    qs = SyncRun.objects.select_related("requested_by").prefetch_related(
+        Prefetch(
+            "results",
+            queryset=SyncResult.objects.select_related("account").order_by(
+                "account__name", "region"
+            ),
+        )
+    )
+    return render(
+        request,
+        "maintenance/syncrun_list.html",
+        {
+            "page_obj": _page(request, qs.order_by("-started_at", "-pk"), SYNC_RUNS_PER_PAGE),
+            "can_sync": request.user.has_perm("maintenance.manage_changes"),
+        },
+    )
+
+
+@login_required
+@require_POST
+def sync_now(request: HttpRequest) -> HttpResponse:
+    """Queue a sync of every account and region; the worker runs it, never this request."""
+    _require_perm(request, "maintenance.manage_changes")
+    from .sync import queue_sync  # sync.py pulls in boto3; keep it out of page imports
+
+    queue_sync(request.user)
+    messages.success(request, _("Sync queued. It appears here when the worker has started it."))
+    return redirect("maintenance:sync_runs")
+
+
+@login_required
+def preferences(request: HttpRequest) -> HttpResponse:
+    """The user's time zone, stored in their profile (created on the first save)."""
+    profile = UserProfile.objects.filter(user=request.user).first() or UserProfile(
+        user=request.user
+    )
+    form = PreferencesForm(request.POST or None, instance=profile)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Time zone saved."))
+        return redirect("maintenance:preferences")
+    return render(request, "maintenance/preferences.html", {"form": form, "now": timezone.now()})

@@ -232,6 +232,13 @@ AWS_READ_MAX_ATTEMPTS = env_int("VPNCTL_AWS_READ_MAX_ATTEMPTS", 10)
 AWS_CONNECT_TIMEOUT = env_int("VPNCTL_AWS_CONNECT_TIMEOUT", 10)
 AWS_READ_TIMEOUT = env_int("VPNCTL_AWS_READ_TIMEOUT", 30)
 AWS_SYNC_CONCURRENCY = env_int("VPNCTL_AWS_SYNC_CONCURRENCY", 8)
+# Client-side token buckets per AWS account and region, shared by every caller in the
+# process (maintenance/aws.py). Defaults are EC2's own: reads 100 burst, 20 per second;
+# mutating calls 50 burst, 5 per second. Lower them if other tools use the same account.
+AWS_READ_RATE = float(env_str("VPNCTL_AWS_READ_RATE", "20"))
+AWS_READ_BURST = float(env_str("VPNCTL_AWS_READ_BURST", "100"))
+AWS_WRITE_RATE = float(env_str("VPNCTL_AWS_WRITE_RATE", "5"))
+AWS_WRITE_BURST = float(env_str("VPNCTL_AWS_WRITE_BURST", "50"))
 
 SYNC_INTERVAL_MINUTES = env_int("VPNCTL_SYNC_INTERVAL_MINUTES", 15)
 

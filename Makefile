@@ -1,0 +1,35 @@
+# vpnctl developer tasks. Needs only Python 3.11 (PYTHON=... to point at another binary).
+#   make demo   the whole product on this machine, simulated AWS included; Ctrl-C stops it
+#   make test   the test suite on SQLite (browser tests use Debian's /usr/bin/chromium)
+#   make lint   ruff and the missing-migrations check
+#   make ci     what CI runs (.ci/run): lint, then the suite on SQLite and on PostgreSQL
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHON VENV
+
+.PHONY: help venv demo test lint ci clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+venv:
+	@scripts/ensure-venv.sh
+
+demo: venv
+	VPNCTL_MODE=demo $(PY) manage.py run_demo $(DEMO_ARGS)
+
+test: venv
+	@scripts/ensure-chromium.sh
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	VPNCTL_MODE=test $(PY) manage.py makemigrations --check --dry-run
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf var/demo staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,226 @@
+"""The admin: accounts are edited here; everything else is read-only.
+
+Connections, tunnels and sync runs mirror AWS and are written by the sync; requests,
+decisions and executions change only through their verb methods (which write the audit
+log); the audit log is append-only. So the admin only shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from .choices import AuditAction
+from .forms import AwsAccountForm
+from .models import (
+    Approval,
+    AuditEvent,
+    AwsAccount,
+    ChangeRequest,
+    Execution,
+    ExecutionStep,
+    SyncResult,
+    SyncRun,
+    Tunnel,
+    UserProfile,
+    VpnConnection,
+)
+
+# The account fields an audit event records (external_id only as set / not set).
+_ACCOUNT_AUDITED = ["name", "account_id", "role_arn", "regions", "enabled"]
+
+
+def _account_snapshot(account: AwsAccount) -> dict[str, Any]:
+    snapshot = {field: getattr(account, field) for field in _ACCOUNT_AUDITED}
+    snapshot["external_id_set"] = bool(account.external_id)
+    return snapshot
+
+
+class ReadOnlyMixin:
+    """View only, for everyone, superusers included: these rows have their own writers."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AwsAccount)
+class AwsAccountAdmin(admin.ModelAdmin):
+    form = AwsAccountForm
+    list_display = ["name", "account_id", "role_arn", "regions_display", "enabled"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "account_id", "role_arn"]
+
+    @admin.display(description=_("regions"))
+    def regions_display(self, obj: AwsAccount) -> str:
+        return ", ".join(obj.regions or [])
+
+    def save_model(self, request: HttpRequest, obj: AwsAccount, form: Any, change: bool) -> None:
+        """Save and audit in one transaction: who changed which account, before and after."""
+        before = None
+        if change:
+            old = AwsAccount.objects.filter(pk=obj.pk).first()
+            before = _account_snapshot(old) if old else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            after = _account_snapshot(obj)
+            if before != after:
+                AuditEvent.record(
+                    AuditAction.ACCOUNT_CHANGED,
+                    actor=request.user,
+                    account=obj,
+                    message=(
+                        _("Account %(name)s changed.") if change else _("Account %(name)s added.")
+                    )
+                    % {"name": obj.name},
+                    details={"before": before, "after": after},
+                )
+
+
+class TunnelInline(ReadOnlyMixin, admin.TabularInline):
+    model = Tunnel
+    extra = 0
+    fields = [
+        "outside_ip",
+        "status",
+        "lifecycle_control",
+        "pending_maintenance",
+        "maintenance_auto_applied_after",
+        "last_maintenance_applied",
+        "synced_at",
+    ]
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(VpnConnection)
+class VpnConnectionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["vpn_connection_id", "name", "account", "region", "state", "gone_at"]
+    list_filter = ["account", "region", "state"]
+    search_fields = ["vpn_connection_id", "name"]
+    list_select_related = ["account"]
+    inlines = [TunnelInline]
+
+
+@admin.register(Tunnel)
+class TunnelAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "outside_ip",
+        "connection",
+        "status",
+        "lifecycle_control",
+        "pending_maintenance",
+        "maintenance_auto_applied_after",
+    ]
+    list_filter = ["status", "lifecycle_control", "pending_maintenance"]
+    search_fields = ["outside_ip", "connection__vpn_connection_id", "connection__name"]
+    list_select_related = ["connection"]
+
+
+class SyncResultInline(ReadOnlyMixin, admin.TabularInline):
+    model = SyncResult
+    extra = 0
+    fields = [
+        "account",
+        "region",
+        "connections",
+        "tunnels",
+        "created",
+        "changed",
+        "gone",
+        "api_calls",
+        "failed",
+        "errors",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["pk", "started_at", "finished_at", "status", "trigger", "requested_by"]
+    list_filter = ["status", "trigger"]
+    list_select_related = ["requested_by"]
+    inlines = [SyncResultInline]
+
+
+class ApprovalInline(ReadOnlyMixin, admin.TabularInline):
+    model = Approval
+    extra = 0
+    fields = ["approver", "decision", "comment", "at", "fingerprint"]
+    readonly_fields = fields
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "status",
+        "kind",
+        "tunnel",
+        "requester",
+        "window_start",
+        "window_end",
+        "created_at",
+    ]
+    list_filter = ["status", "kind"]
+    search_fields = ["tunnel__connection__vpn_connection_id", "tunnel__outside_ip", "reason"]
+    list_select_related = ["tunnel__connection", "requester"]
+    date_hierarchy = "window_start"
+    inlines = [ApprovalInline]
+
+
+@admin.register(Approval)
+class ApprovalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["change_request", "approver", "decision", "at"]
+    list_filter = ["decision"]
+    list_select_related = ["change_request__tunnel__connection", "approver"]
+
+
+class ExecutionStepInline(ReadOnlyMixin, admin.TabularInline):
+    model = ExecutionStep
+    extra = 0
+    fields = ["at", "level", "message", "data"]
+    readonly_fields = fields
+
+
+@admin.register(Execution)
+class ExecutionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "change_request",
+        "outcome",
+        "claimed_at",
+        "calling_aws_at",
+        "aws_answered_at",
+        "aws_error_code",
+        "finished_at",
+    ]
+    list_filter = ["outcome"]
+    search_fields = ["aws_request_id", "change_request__tunnel__connection__vpn_connection_id"]
+    list_select_related = ["change_request__tunnel__connection"]
+    inlines = [ExecutionStepInline]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["seq", "at", "actor_name", "action", "message"]
+    list_filter = ["action", "actor_kind"]
+    search_fields = ["message", "actor_name"]
+    ordering = ["-seq"]
+    # No "delete selected": the log is append-only.
+    actions = None
+
+
+@admin.register(UserProfile)
+class UserProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "time_zone"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]

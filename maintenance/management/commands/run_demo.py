@@ -1,0 +1,427 @@
+"""Run the whole demo on this machine; Ctrl-C stops all of it.
+
+Steps:
+1. Start the simulated AWS on loopback and, while it boots, migrate a new demo database
+   (every run starts from an empty one: the simulator keeps nothing between runs either)
+   and collect the static files.
+2. Seed the simulated AWS, create the demo accounts, sync, create the demo users (new
+   random passwords each run) and, where the command exists, the schedules.
+3. Start the web server (gunicorn) and the django-q2 worker, wait until the login page
+   answers, and print the address and the logins.
+4. On Ctrl-C, SIGTERM or SIGHUP, or when one of the three stops by itself, stop the web
+   server and the worker, then the simulated AWS. A second Ctrl-C kills what is left.
+
+Every child runs in its own process group, so that a Ctrl-C in the terminal reaches this
+command only and the shutdown happens in order, and so that stopping a child's group also
+stops the processes it started (gunicorn's workers, qcluster's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.core.management import get_commands
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+LOOPBACK = "127.0.0.1"
+
+
+class Stop(Exception):
+    """Raised by the signal handler to leave whatever the command is waiting for."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Service:
+    """A long-running child in its own process group, its output prefixed with its name."""
+
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], out: IO[str], lock: threading.Lock
+    ) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            args,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+        self._out = out
+        self._lock = lock
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
+
+    def _copy_output(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self._out.write(f"[{self.name}] {line}")
+                self._out.flush()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        # The group outlives its leader while a grandchild is left: signal it all the same.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signum)
+
+
+class Command(BaseCommand):
+    help = (
+        "Start the simulated AWS, a new demo database, the web server and the worker, "
+        "and print the logins. Ctrl-C stops all of it. Used by `make demo`."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000, help="web server port")
+        parser.add_argument("--aws-port", type=int, default=5055, help="simulated AWS port")
+        parser.add_argument(
+            "--connections",
+            type=int,
+            default=60,
+            help="VPN connections to seed in the simulated AWS",
+        )
+        parser.add_argument(
+            "--replace-down-seconds",
+            type=float,
+            default=20.0,
+            help="how long a replaced tunnel stays DOWN in the simulator",
+        )
+        parser.add_argument(
+            "--modify-seconds",
+            type=float,
+            default=5.0,
+            help="how long a connection stays 'modifying' in the simulator",
+        )
+        parser.add_argument(
+            "--data-dir",
+            default=str(Path(settings.BASE_DIR) / "var" / "demo"),
+            help="where the demo database lives (emptied at every start)",
+        )
+        parser.add_argument("--password", help="one password for all demo users (default: random)")
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def handle(self, *args, **options) -> None:
+        if settings.MODE == "production":
+            raise CommandError("run_demo only runs with VPNCTL_MODE=demo (make demo sets it).")
+        self.options = options
+        self.lock = threading.Lock()
+        self.services: list[Service] = []
+        self.hurry = False
+        self.web_url = f"http://{LOOPBACK}:{options['port']}/"
+        self.aws_url = f"http://{LOOPBACK}:{options['aws_port']}"
+        for port in (options["port"], options["aws_port"]):
+            ensure_port_free(port)
+        self.env = self.demo_env(Path(options["data_dir"]))
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self.on_signal)
+        started = time.monotonic()
+        exit_code = 0
+        try:
+            logins = self.start_all()
+            self.banner(logins, time.monotonic() - started)
+            self.watch()
+        except Stop as stop:
+            self.say(f"\n{stop.args[0]}: stopping the demo...")
+        except CommandError as exc:
+            self.say(self.style.ERROR(f"\n{exc}"))
+            exit_code = 1
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, self.on_signal_while_stopping)
+            self.stop_all()
+        if exit_code:
+            sys.exit(exit_code)
+
+    def start_all(self) -> str:
+        o = self.options
+        py = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        self.start_service(
+            "aws",
+            [
+                *py,
+                "run_simulator",
+                "--port",
+                str(o["aws_port"]),
+                "--replace-down-seconds",
+                str(o["replace_down_seconds"]),
+                "--modify-seconds",
+                str(o["modify_seconds"]),
+            ],
+        )
+        self.run_steps(
+            ("migrate a new database", [*py, "migrate", "--noinput"]),
+            ("collect static files", [*py, "collectstatic", "--noinput"]),
+        )
+        self.wait_for_port("aws", o["aws_port"])
+        self.run_step(
+            "seed the simulated AWS",
+            [
+                *py,
+                "seed_simulator",
+                "--endpoint",
+                self.aws_url,
+                "--connections",
+                str(o["connections"]),
+            ],
+            show=True,
+        )
+        self.run_step("create the demo AWS accounts", [*py, "demo_accounts"], show=True)
+        self.run_step("sync from the simulated AWS", [*py, "sync_vpn"], show=True)
+        user_args = [*py, "demo_users"]
+        if o["password"]:
+            user_args += ["--password", o["password"]]
+        logins = self.run_step("create the demo users", user_args)
+        if "setup_schedules" in get_commands():
+            self.run_step("set up the schedules", [*py, "setup_schedules"])
+        self.start_service(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "vpnctl.wsgi",
+                "--bind",
+                f"{LOOPBACK}:{o['port']}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "5",
+            ],
+        )
+        self.start_service("worker", [*py, "qcluster"])
+        self.wait_for_page("web", self.web_url + "login/")
+        return logins
+
+    def watch(self) -> None:
+        """Wait for a signal; if a service stops by itself, stop the rest and fail."""
+        while True:
+            for service in self.services:
+                if not service.running():
+                    raise CommandError(
+                        f"The {service.name} process stopped by itself "
+                        f"(exit code {service.proc.returncode}); stopping the demo."
+                    )
+            time.sleep(0.5)
+
+    # -- environment ---------------------------------------------------------------------
+
+    def demo_env(self, data_dir: Path) -> dict[str, str]:
+        """The children's environment: a fresh SQLite file, the simulator, fake keys."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = data_dir / "vpnctl.sqlite3"
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{db}{suffix}").unlink()
+        env = dict(os.environ)
+        # Nothing may lead the demo to a real database or a real AWS account.
+        for name in (
+            "DATABASE_URL",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "SECRET_KEY",
+        ):
+            env.pop(name, None)
+        env.update(
+            {
+                "VPNCTL_MODE": "demo",
+                "VPNCTL_SQLITE_PATH": str(db),
+                "VPNCTL_AWS_ENDPOINT_URL": self.aws_url,
+                "VPNCTL_SITE_URL": self.web_url.rstrip("/"),
+                "VPNCTL_WATCH_INTERVAL_SECONDS": "5",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.db_path = db
+        return env
+
+    # -- children ------------------------------------------------------------------------
+
+    def start_service(self, name: str, args: list[str]) -> Service:
+        service = Service(name, args, self.env, sys.stdout, self.lock)
+        self.services.append(service)
+        return service
+
+    def run_step(self, title: str, args: list[str], *, show: bool = False) -> str:
+        return self.run_steps((title, args), show=show)[0]
+
+    def run_steps(self, *steps: tuple[str, list[str]], show: bool = False) -> list[str]:
+        """Run one-off commands side by side; fail with their output if one fails."""
+        started = time.monotonic()
+        running = []
+        for title, args in steps:
+            log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                args,
+                cwd=settings.BASE_DIR,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            running.append((title, proc, log))
+        outputs = []
+        try:
+            for title, proc, log in running:
+                proc.wait()
+                log.seek(0)
+                output = log.read()
+                outputs.append(output)
+                if proc.returncode != 0:
+                    raise CommandError(
+                        f"Step failed: {title} (exit code {proc.returncode}):\n"
+                        f"$ {' '.join(proc.args[1:])}\n{output.rstrip()}"
+                    )
+                self.say(f"  ok  {title} ({time.monotonic() - started:.1f} s)")
+                if show and output.strip():
+                    self.say("\n".join("        " + line for line in output.rstrip().splitlines()))
+        finally:
+            for _title, proc, log in running:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                log.close()
+        return outputs
+
+    def wait_for_port(self, name: str, port: int, timeout: float = 60) -> None:
+        service = self.service(name)
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if not service.running():
+                raise CommandError(f"The {name} process exited (code {service.proc.returncode}).")
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
+                self.say(
+                    f"  ok  {name} answers on port {port} ({time.monotonic() - started:.1f} s more)"
+                )
+                return
+            time.sleep(0.1)
+        raise CommandError(f"The {name} process did not open port {port} in {timeout:.0f} s.")
+
+    def wait_for_page(self, name: str, url: str, timeout: float = 60) -> None:
+        service = self.service(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not service.running():
+                raise CommandError(f"The {name} process exited (code {service.proc.returncode}).")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        self.say(f"  ok  {url} answers")
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise CommandError(f"{url} did not answer in {timeout:.0f} s.")
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        raise Stop(signum)
+
+    def on_signal_while_stopping(self, signum: int, frame: object) -> None:
+        self.hurry = True
+
+    def stop_all(self) -> None:
+        """Web server and worker first (they call the simulator), then the simulator."""
+        if not self.services:
+            return
+        first = [s for s in self.services if s.name != "aws"]
+        last = [s for s in self.services if s.name == "aws"]
+        for group, grace in ((first, 15.0), (last, 5.0)):
+            for service in group:
+                if service.running():
+                    service.signal_group(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while any(s.running() for s in group):
+                if self.hurry or time.monotonic() > deadline:
+                    for service in group:
+                        if service.running():
+                            self.say(f"  {service.name} did not stop: killing it")
+                    break
+                time.sleep(0.1)
+            for service in group:
+                # Also whatever the service left behind in its process group.
+                service.signal_group(signal.SIGKILL)
+                service.proc.wait()
+        self.say("Demo stopped: simulated AWS, web server and worker are down.")
+
+    # -- output --------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            self.stdout.write(text)
+            self.stdout.flush()
+
+    def banner(self, logins: str, seconds: float) -> None:
+        rel_db = os.path.relpath(self.db_path, settings.BASE_DIR)
+        self.say(
+            "\n".join(
+                [
+                    "",
+                    self.style.SUCCESS(f"vpnctl demo is ready ({seconds:.1f} s)."),
+                    "",
+                    f"  Open {self.web_url} and sign in as one of:",
+                    "",
+                    logins.rstrip(),
+                    "",
+                    f"  Simulated AWS: {self.aws_url} ({self.options['connections']} connections,"
+                    " accounts default and second)",
+                    f"  Database: {rel_db} (new at every start; passwords too)",
+                    "  Emails are printed below by the web server and the worker.",
+                    "  Press Ctrl-C to stop the web server, the worker and the simulated AWS.",
+                    "",
+                ]
+            )
+        )
+
+
+def ensure_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise CommandError(
+                f"Port {port} on {LOOPBACK} is in use ({exc.strerror}). Is another demo still "
+                f"running? `ss -ltnp 'sport = :{port}'` shows which process holds it."
+            ) from exc

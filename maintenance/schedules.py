@@ -1,0 +1,34 @@
+"""The django-q2 schedules vpnctl needs, created or updated by name."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+
+SYNC = "vpnctl: sync inventory"
+SWEEP = "vpnctl: start, expire and reconcile changes"
+
+
+def ensure_schedules() -> list[Schedule]:
+    """Create or update every schedule (``update_or_create``: ``schedule()`` fails on a duplicate)."""
+    now = timezone.now()
+    wanted = [
+        (SYNC, "maintenance.sync.scheduled_sync", settings.SYNC_INTERVAL_MINUTES),
+        (SWEEP, "maintenance.tasks.sweep", 1),
+    ]
+    schedules = []
+    for name, func, minutes in wanted:
+        schedule, created = Schedule.objects.update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+            },
+        )
+        if created or schedule.next_run is None:
+            Schedule.objects.filter(pk=schedule.pk).update(next_run=now)
+        schedules.append(schedule)
+    return schedules

@@ -1,0 +1,367 @@
+"""Background jobs (django-q2): execute approved changes exactly once, watch, sweep.
+
+How a change runs:
+
+1. ``execute_change`` claims the request (``approved`` → ``running``, a conditional
+   UPDATE: a second delivery of the same task finds nothing to claim and stops).
+2. It reads the connection fresh from AWS and runs the preflight checks. A failed check
+   ends the request as ``blocked`` (or ``superseded`` when AWS already did the work);
+   nothing is sent.
+3. It records "about to call AWS" and commits, then makes the one AWS call. No code path
+   makes the call unless it won that record, so a retry, a duplicate delivery or a
+   reconciled execution can never send it twice.
+4. ``watch_execution`` polls the tunnel for a slice of time, then hands the watch on to
+   a fresh task, until the change shows done or the time limit passes.
+5. ``sweep`` (every minute) starts requests whose window opened, expires the ones whose
+   window closed, and reconciles executions whose worker went silent: never sent → failed;
+   possibly sent → watched, never called again.
+
+No AWS call happens inside a database transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_q.tasks import async_task
+
+from . import aws, sync
+from .choices import ChangeKind, ChangeStatus, ConnectionState, PendingMaintenance, TunnelStatus
+from .models import ChangeRequest, Execution, Tunnel, VpnConnection
+
+log = logging.getLogger(__name__)
+
+# A watch task polls for at most this long before handing on to a new task, which keeps
+# every task far below django-q2's `timeout` (and so far below `retry`).
+WATCH_SLICE_SECONDS = 60
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --------------------------------------------------------------------------------------
+# Queueing
+# --------------------------------------------------------------------------------------
+
+
+def enqueue_execution(request_pk: int) -> None:
+    """Queue an execution attempt; safe to call more than once (the claim decides)."""
+
+    def send() -> None:
+        name = f"execute-change-{request_pk}-{time.time_ns()}"
+        async_task(
+            "maintenance.tasks.execute_change",
+            request_pk,
+            queued_as=name,
+            task_name=name,
+            group="vpnctl-executions",
+        )
+
+    transaction.on_commit(send)
+
+
+def _enqueue_watch(execution_pk: int, generation: int) -> None:
+    transaction.on_commit(
+        lambda: async_task(
+            "maintenance.tasks.watch_execution",
+            execution_pk,
+            generation,
+            task_name=f"watch-{execution_pk}-{generation}",
+            group="vpnctl-executions",
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Execution
+# --------------------------------------------------------------------------------------
+
+
+def execute_change(request_pk: int, queued_as: str = "") -> str:
+    """Run one approved change whose window is open. Returns what happened, in words."""
+    request = (
+        ChangeRequest.objects.select_related("tunnel__connection__account")
+        .filter(pk=request_pk)
+        .first()
+    )
+    if request is None:
+        return "no such request"
+    now = timezone.now()
+    if request.status != ChangeStatus.APPROVED:
+        return f"nothing to do: the request is {request.status}"
+    if request.window_end <= now:
+        request.expire(now)
+        return "expired"
+    if request.window_start > now:
+        return "window not open yet"
+    execution = request.claim(task_id=queued_as, worker=_worker_name())
+    if execution is None:
+        return "claimed by another worker"
+    return _run(execution)
+
+
+def _run(execution: Execution) -> str:
+    request = execution.change_request
+    tunnel = request.tunnel
+    connection = tunnel.connection
+    account = connection.account
+
+    # 2. Fresh data from AWS, then the preflight checks.
+    try:
+        connection = sync.refresh_connection(connection)
+    except aws.AwsError as exc:
+        execution.fail(
+            _("vpnctl could not read the connection from AWS (%(error)s); nothing was sent.")
+            % {"error": exc}
+        )
+        return "failed: refresh"
+    tunnel = Tunnel.objects.select_related("connection").get(pk=tunnel.pk)
+    verdict, reason = preflight(request, connection, tunnel)
+    if verdict == "superseded":
+        execution.supersede(reason)
+        return "superseded"
+    if verdict == "blocked":
+        execution.block(reason)
+        return "blocked"
+    if not execution.heartbeat():
+        return "execution ended meanwhile"
+
+    before = _snapshot(account, connection, tunnel)
+
+    # 3. The durable "about to call" mark, then the one call.
+    if not execution.mark_calling_aws(before, settings.WATCH_TIMEOUT_MINUTES):
+        return "another worker holds the call"
+    try:
+        if request.kind == ChangeKind.REPLACE:
+            result = aws.replace_tunnel(
+                account, connection.region, connection.vpn_connection_id, tunnel.outside_ip
+            )
+        else:
+            result = aws.modify_lifecycle_control(
+                account,
+                connection.region,
+                connection.vpn_connection_id,
+                tunnel.outside_ip,
+                enabled=True,
+                skip_replacement=request.skip_tunnel_replacement,
+            )
+    except aws.AwsAmbiguousError as exc:
+        # The call may or may not have reached AWS. Sending it again could replace the
+        # tunnel twice, so vpnctl watches instead and lets the tunnel's state tell.
+        execution.step(
+            _(
+                "AWS did not answer clearly (%(error)s). vpnctl does not send the change again; "
+                "it watches the tunnel to learn whether AWS acted."
+            )
+            % {"error": exc},
+            level="warning",
+        )
+    except aws.AwsError as exc:
+        execution.fail(
+            _("AWS refused the change."), error_code=exc.code, error_message=exc.message
+        )
+        return f"failed: {exc.code}"
+    else:
+        execution.record_aws_answer(result.request_id)
+
+    # 4. Watch until done.
+    generation = execution.next_watch(execution.watch_generation)
+    if generation is None:
+        return "watch handed elsewhere"
+    return watch_execution(execution.pk, generation)
+
+
+def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel) -> tuple[str, str]:
+    """The safety checks on fresh data. Returns ("ok" | "blocked" | "superseded", reason)."""
+    if request.compute_fingerprint() != request.fingerprint:
+        return "blocked", _("The request was altered after it was approved.")
+    if len(request.valid_approvals()) < request.required_approvals:
+        return "blocked", _("The request no longer has the approvals it needs.")
+    if connection.gone_at is not None:
+        return "blocked", _("The connection is gone from AWS.")
+    if request.kind == ChangeKind.REPLACE and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE:
+        return "superseded", _(
+            "AWS reports no pending maintenance any more (last applied %(when)s): "
+            "it was applied without vpnctl."
+        ) % {"when": _fmt(tunnel.last_maintenance_applied)}
+    if request.kind == ChangeKind.ENABLE_LIFECYCLE and tunnel.lifecycle_control:
+        return "superseded", _("Lifecycle control is already on for this tunnel.")
+    if connection.state != ConnectionState.AVAILABLE:
+        return "blocked", _(
+            "The connection is %(state)s, not available: AWS is still busy with it."
+        ) % {"state": connection.state}
+    sibling = Tunnel.objects.filter(connection=connection).exclude(pk=tunnel.pk).first()
+    if sibling is None:
+        return "blocked", _("AWS reports no second tunnel for this connection.")
+    if sibling.status != TunnelStatus.UP:
+        return "blocked", _(
+            "The other tunnel (%(ip)s) is %(status)s. Taking this one down now would cut "
+            "the connection completely."
+        ) % {"ip": sibling.outside_ip, "status": sibling.status}
+    busy = (
+        ChangeRequest.objects.filter(tunnel__connection=connection, status=ChangeStatus.RUNNING)
+        .exclude(pk=request.pk)
+        .first()
+    )
+    if busy is not None:
+        return "blocked", _("Request #%(pk)s is already running on this connection.") % {
+            "pk": busy.pk
+        }
+    return "ok", ""
+
+
+def watch_execution(execution_pk: int, generation: int) -> str:
+    """Poll the tunnel for one slice; finish the execution or hand the watch on."""
+    execution = (
+        Execution.objects.select_related("change_request__tunnel__connection__account")
+        .filter(pk=execution_pk)
+        .first()
+    )
+    if execution is None or execution.finished_at is not None:
+        return "finished"
+    if execution.watch_generation != generation:
+        return "a newer watch holds this execution"
+    request = execution.change_request
+    connection = request.tunnel.connection
+    interval = float(settings.WATCH_INTERVAL_SECONDS)
+    slice_ends = time.monotonic() + WATCH_SLICE_SECONDS
+    while True:
+        try:
+            connection = sync.refresh_connection(connection)
+            tunnel = Tunnel.objects.get(pk=request.tunnel_id)
+        except aws.AwsError as exc:
+            execution.step(
+                _("Could not read the tunnel from AWS (%(error)s); trying again.") % {"error": exc},
+                level="warning",
+            )
+            tunnel = None
+        if tunnel is not None:
+            execution.observe(tunnel, connection)
+            missing = _still_missing(request, execution, connection, tunnel)
+            if not missing:
+                execution.succeed(_snapshot(connection.account, connection, tunnel))
+                return "succeeded"
+        if timezone.now() >= execution.watch_until:
+            reason = (
+                missing
+                if tunnel is not None
+                else _("AWS could not be read before the time limit.")
+            )
+            execution.time_out(
+                reason,
+                _snapshot(connection.account, connection, tunnel) if tunnel is not None else {},
+            )
+            return "timed out"
+        if time.monotonic() + interval > slice_ends:
+            following = execution.next_watch(generation)
+            if following is not None:
+                _enqueue_watch(execution.pk, following)
+            return "watch handed on"
+        time.sleep(interval)
+        if Execution.objects.filter(pk=execution.pk, watch_generation=generation).count() != 1:
+            return "a newer watch holds this execution"
+
+
+def _still_missing(
+    request: ChangeRequest, execution: Execution, connection: VpnConnection, tunnel: Tunnel
+) -> str:
+    """What the tunnel still lacks before the change counts as done ("" when done)."""
+    before = execution.before or {}
+    if tunnel.status != TunnelStatus.UP:
+        return _("the tunnel is still %(status)s.") % {"status": tunnel.status}
+    if request.kind == ChangeKind.ENABLE_LIFECYCLE:
+        if connection.state != ConnectionState.AVAILABLE:
+            return _("the connection is still %(state)s.") % {"state": connection.state}
+        if not tunnel.lifecycle_control:
+            return _("AWS does not show lifecycle control on yet.")
+        replacement_expected = (
+            not request.skip_tunnel_replacement
+            and before.get("pending_maintenance") == PendingMaintenance.AVAILABLE
+        )
+        if not replacement_expected:
+            return ""
+    if tunnel.pending_maintenance == PendingMaintenance.AVAILABLE:
+        return _("the maintenance is still pending.")
+    applied = tunnel.last_maintenance_applied
+    previous = before.get("last_maintenance_applied")
+    if applied is None or (previous and applied <= datetime.fromisoformat(previous)):
+        return _("AWS has not reported the maintenance as applied yet.")
+    return ""
+
+
+def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[str, Any]:
+    """What the tunnel looks like now, with IKE details as evidence (best effort)."""
+    snapshot: dict[str, Any] = {
+        "connection_state": connection.state,
+        "status": tunnel.status,
+        "status_message": tunnel.status_message,
+        "lifecycle_control": tunnel.lifecycle_control,
+        "pending_maintenance": tunnel.pending_maintenance,
+        "maintenance_auto_applied_after": _iso(tunnel.maintenance_auto_applied_after),
+        "last_maintenance_applied": _iso(tunnel.last_maintenance_applied),
+    }
+    try:
+        active = aws.get_active_tunnel_status(
+            account, connection.region, connection.vpn_connection_id, tunnel.outside_ip
+        )
+        snapshot["ike"] = active.as_dict()
+    except aws.AwsError as exc:
+        snapshot["ike_error"] = str(exc)
+    return snapshot
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _fmt(value: Any) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "?"
+
+
+# --------------------------------------------------------------------------------------
+# The sweeper
+# --------------------------------------------------------------------------------------
+
+
+def sweep() -> dict[str, int]:
+    """Every minute: open windows, expire closed ones, reconcile silent executions."""
+    now = timezone.now()
+    counts = {"started": 0, "expired": 0, "reconciled": 0}
+
+    for request in ChangeRequest.objects.filter(
+        status__in=ChangeStatus.CANCELLABLE, window_end__lte=now
+    ):
+        counts["expired"] += int(request.expire(now))
+
+    due = ChangeRequest.objects.filter(
+        status=ChangeStatus.APPROVED, window_start__lte=now, window_end__gt=now
+    ).values_list("pk", flat=True)
+    for pk in due:
+        enqueue_execution(pk)
+        counts["started"] += 1
+
+    stale_before = now - timedelta(seconds=settings.STALE_EXECUTION_SECONDS)
+    silent = Execution.objects.select_related("change_request__tunnel__connection").filter(
+        finished_at__isnull=True,
+        heartbeat_at__lt=stale_before,
+        change_request__status=ChangeStatus.RUNNING,
+    )
+    for execution in silent:
+        generation = execution.take_over(stale_before)
+        if generation is None:
+            continue
+        counts["reconciled"] += 1
+        execution.reconcile_lost_worker(generation)
+        if execution.calling_aws_at is not None:
+            _enqueue_watch(execution.pk, generation)
+    return counts

@@ -1,0 +1,128 @@
+"""Template helpers for vpnctl's pages: times in the user's zone, relative times, badges.
+
+``{% load vpnctl %}``, then ``{{ dt|when }}`` -> "2026-11-25 21:00 JST",
+``{{ dt|relative }}`` -> "in 5 days" / "3 hours ago", ``{% status_badge value label %}``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext, ngettext
+
+from maintenance.choices import (
+    ChangeStatus,
+    ConnectionState,
+    ExecutionOutcome,
+    PendingMaintenance,
+    SyncStatus,
+    TunnelStatus,
+)
+
+register = template.Library()
+
+# The colour a value's badge takes. Anything not listed is neutral.
+_TONES: dict[str, str] = {
+    TunnelStatus.UP: "ok",
+    TunnelStatus.DOWN: "bad",
+    ConnectionState.AVAILABLE: "ok",
+    ConnectionState.PENDING: "warn",
+    ConnectionState.MODIFYING: "warn",
+    ConnectionState.DELETING: "bad",
+    ConnectionState.DELETED: "bad",
+    PendingMaintenance.AVAILABLE: "warn",
+    SyncStatus.RUNNING: "info",
+    SyncStatus.OK: "ok",
+    SyncStatus.PARTIAL: "warn",
+    SyncStatus.FAILED: "bad",
+    ChangeStatus.PENDING_APPROVAL: "info",
+    ChangeStatus.APPROVED: "info",
+    ChangeStatus.RUNNING: "warn",
+    ChangeStatus.SUCCEEDED: "ok",
+    ChangeStatus.FAILED: "bad",
+    ChangeStatus.TIMED_OUT: "bad",
+    ChangeStatus.BLOCKED: "bad",
+    ChangeStatus.REJECTED: "bad",
+    ExecutionOutcome.SUPERSEDED: "neutral",
+    "on": "ok",
+    "off": "warn",
+    "gone": "bad",
+}
+
+
+@register.filter
+def when(value: datetime | None) -> str:
+    """A moment in the active time zone, the zone named: "2026-11-25 21:00 JST"."""
+    if not isinstance(value, datetime):
+        return "—" if value in (None, "") else str(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.UTC)
+    local = timezone.localtime(value)
+    zone = local.tzname() or timezone.get_current_timezone_name()
+    if zone[:1] in "+-":
+        # Zones without an abbreviation (America/Sao_Paulo is "-03"): say UTC-03.
+        zone = f"UTC{zone}"
+    return f"{local:%Y-%m-%d %H:%M} {zone}"
+
+
+@register.filter
+def relative(value: datetime | None, now: datetime | None = None) -> str:
+    """How far a moment is from now, in its largest sensible unit: "in 5 days", "3 hours ago"."""
+    if not isinstance(value, datetime):
+        return ""
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.UTC)
+    delta: timedelta = value - (now or timezone.now())
+    seconds = abs(delta.total_seconds())
+    future = delta.total_seconds() > 0
+    # Round to the nearest unit (a deadline 5 days away is still "in 5 days" a moment
+    # later); the thresholds keep "59 minutes" from reading as "1 hour".
+    if seconds < 45:
+        return gettext("in a few seconds") if future else gettext("a few seconds ago")
+    if seconds < 45 * 60:
+        n = max(1, round(seconds / 60))
+        if future:
+            return ngettext("in %(count)d minute", "in %(count)d minutes", n) % {"count": n}
+        return ngettext("%(count)d minute ago", "%(count)d minutes ago", n) % {"count": n}
+    if seconds < 22 * 3600:
+        n = max(1, round(seconds / 3600))
+        if future:
+            return ngettext("in %(count)d hour", "in %(count)d hours", n) % {"count": n}
+        return ngettext("%(count)d hour ago", "%(count)d hours ago", n) % {"count": n}
+    n = max(1, round(seconds / 86400))
+    if future:
+        return ngettext("in %(count)d day", "in %(count)d days", n) % {"count": n}
+    return ngettext("%(count)d day ago", "%(count)d days ago", n) % {"count": n}
+
+
+@register.simple_tag
+def status_badge(value: Any, label: Any = None) -> SafeString:
+    """A small coloured label for a status value; the text, not the colour, carries meaning."""
+    key = str(value) if value is not None else ""
+    tone = _TONES.get(key, "neutral")
+    return format_html(
+        '<span class="badge badge-{}" data-status="{}">{}</span>',
+        tone,
+        key,
+        label if label not in (None, "") else key,
+    )
+
+
+@register.filter
+def error_text(error: Any) -> str:
+    """One sync error as a sentence, whatever shape it was stored in."""
+    if isinstance(error, dict):
+        item = error.get("item") or error.get("connection") or error.get("scope") or ""
+        message = error.get("message") or error.get("error") or ""
+        code = error.get("code") or ""
+        if code and message and not str(message).startswith(str(code)):
+            message = f"{code}: {message}"
+        if not message:
+            message = ", ".join(f"{k}: {v}" for k, v in error.items() if k != "item")
+        return f"{item} — {message}" if item else str(message)
+    return str(error)
