@@ -40,9 +40,7 @@ class ConnectionFilterForm(forms.Form):
         label=_("State"), required=False, choices=[("", _("Any")), *ConnectionState.choices]
     )
     pending = forms.ChoiceField(label=_("Pending maintenance"), required=False, choices=YES_NO)
-    lifecycle_off = forms.BooleanField(
-        label=_("Lifecycle control off on a tunnel"), required=False
-    )
+    lifecycle_off = forms.BooleanField(label=_("Lifecycle control off on a tunnel"), required=False)
     tunnel_down = forms.BooleanField(label=_("A tunnel is DOWN"), required=False)
     include_gone = forms.BooleanField(label=_("Include connections gone from AWS"), required=False)
 
@@ -105,7 +103,9 @@ def search_connections(qs: QuerySet[VpnConnection], text: str) -> QuerySet[VpnCo
 @cache
 def _zone_choices() -> list[tuple[str, str]]:
     names = sorted(
-        z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith(("Etc/", "posix"))
+        z
+        for z in zoneinfo.available_timezones()
+        if "/" in z and not z.startswith(("Etc/", "posix"))
     )
     return [("UTC", "UTC"), *((z, z.replace("_", " ")) for z in names)]
 
@@ -159,8 +159,9 @@ class AwsAccountForm(forms.ModelForm):
     regions = RegionListField(
         label=_("Regions"),
         required=False,  # the model's clean() says "Name at least one region."
-        help_text=_("EC2 regions to sync, separated by commas or spaces, e.g. "
-                    "ap-northeast-1, us-east-1."),
+        help_text=_(
+            "EC2 regions to sync, separated by commas or spaces, e.g. ap-northeast-1, us-east-1."
+        ),
         widget=forms.TextInput(attrs={"size": 60}),
     )
 

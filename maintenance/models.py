@@ -106,7 +106,8 @@ class AwsAccount(models.Model):
             unknown = [r for r in regions if r not in EC2_REGIONS]
             if unknown:
                 errors.setdefault("regions", []).append(
-                    _("Unknown AWS region: %(regions)s.") % {"regions": ", ".join(map(str, unknown))}
+                    _("Unknown AWS region: %(regions)s.")
+                    % {"regions": ", ".join(map(str, unknown))}
                 )
             if len(set(regions)) != len(regions):
                 errors.setdefault("regions", []).append(_("A region is listed twice."))
@@ -158,7 +159,10 @@ class Tunnel(models.Model):
     """One of a connection's two tunnels, named by its outside IP address."""
 
     connection = models.ForeignKey(
-        VpnConnection, on_delete=models.PROTECT, related_name="tunnels", verbose_name=_("connection")
+        VpnConnection,
+        on_delete=models.PROTECT,
+        related_name="tunnels",
+        verbose_name=_("connection"),
     )
     outside_ip = models.GenericIPAddressField(_("outside IP address"), protocol="IPv4")
     lifecycle_control = models.BooleanField(_("lifecycle control"), default=False)
@@ -271,6 +275,9 @@ class SyncResult(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.region} in run {self.run_id}"
+
 
 class UserProfile(models.Model):
     """Per-user preferences: the time zone pages show times in."""
@@ -311,6 +318,9 @@ class AuditChainHead(models.Model):
     last_hash = models.CharField(max_length=64, default="")
     count = models.PositiveBigIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"audit chain head at #{self.count}"
+
 
 GENESIS_HASH = "0" * 64
 
@@ -341,9 +351,15 @@ class AuditEvent(models.Model):
     connection = models.ForeignKey(
         VpnConnection, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    tunnel = models.ForeignKey(Tunnel, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    tunnel = models.ForeignKey(
+        Tunnel, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     change_request = models.ForeignKey(
-        "ChangeRequest", on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+        "ChangeRequest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events",
     )
     message = models.TextField(_("message"), blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
@@ -364,6 +380,16 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor_name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogError("The audit log is append-only: events cannot be changed.")
+        if not self.hash:
+            raise AuditLogError("Write audit events with AuditEvent.record().")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogError("The audit log is append-only: events cannot be deleted.")
 
     def hashed_fields(self) -> dict[str, Any]:
         """The canonical form the hash covers (ids, not names, for related objects)."""
@@ -387,16 +413,6 @@ class AuditEvent(models.Model):
 
     def compute_hash(self) -> str:
         return hashlib.sha256(canonical_json(self.hashed_fields()).encode()).hexdigest()
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AuditLogError("The audit log is append-only: events cannot be changed.")
-        if not self.hash:
-            raise AuditLogError("Write audit events with AuditEvent.record().")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AuditLogError("The audit log is append-only: events cannot be deleted.")
 
     @classmethod
     def record(
@@ -449,9 +465,7 @@ class AuditEvent(models.Model):
             )
             event.hash = event.compute_hash()
             super(AuditEvent, event).save(force_insert=True)
-            AuditChainHead.objects.filter(pk=head.pk).update(
-                last_hash=event.hash, count=event.seq
-            )
+            AuditChainHead.objects.filter(pk=head.pk).update(last_hash=event.hash, count=event.seq)
         return event
 
     @staticmethod
@@ -492,7 +506,9 @@ class AuditEvent(models.Model):
 
 
 def _has_perm(user: Any, perm: str) -> bool:
-    return bool(user is not None and user.is_authenticated and user.is_active and user.has_perm(perm))
+    return bool(
+        user is not None and user.is_authenticated and user.is_active and user.has_perm(perm)
+    )
 
 
 class ChangeRequestQuerySet(models.QuerySet):
@@ -721,7 +737,9 @@ class ChangeRequest(models.Model):
         clash = [
             r
             for r in others
-            if r.tunnel_id != tunnel.pk and r.window_start < window_end and r.window_end > window_start
+            if r.tunnel_id != tunnel.pk
+            and r.window_start < window_end
+            and r.window_end > window_start
         ]
         if clash:
             refuse(
@@ -791,11 +809,15 @@ class ChangeRequest(models.Model):
                 actor=user,
                 change_request=request,
                 message=_("%(user)s requested: %(kind)s on %(tunnel)s")
-                % {"user": user.get_username(), "kind": request.get_kind_display(), "tunnel": tunnel},
+                % {
+                    "user": user.get_username(),
+                    "kind": request.get_kind_display(),
+                    "tunnel": tunnel,
+                },
                 details=request.audit_snapshot(),
                 at=now,
             )
-            transaction.on_commit(lambda: _notify("request_submitted", request.pk))
+            transaction.on_commit(lambda: _notify("request_submitted", request.pk), robust=True)
         return request
 
     def audit_snapshot(self) -> dict[str, Any]:
@@ -884,7 +906,7 @@ class ChangeRequest(models.Model):
                 details={"before": before, "after": request.audit_snapshot()},
                 at=now,
             )
-            transaction.on_commit(lambda: _notify("request_submitted", request.pk))
+            transaction.on_commit(lambda: _notify("request_submitted", request.pk), robust=True)
         return request
 
     def approve(self, *, user: Any, comment: str = "") -> ChangeRequest:
@@ -905,7 +927,10 @@ class ChangeRequest(models.Model):
                 raise ValidationError(_("You cannot approve or reject your own request."))
             if request.status != ChangeStatus.PENDING_APPROVAL:
                 raise ValidationError(
-                    _("Decisions are only taken while a request waits for approval; this one is %(s)s.")
+                    _(
+                        "Decisions are only taken while a request waits for approval; "
+                        "this one is %(s)s."
+                    )
                     % {"s": request.get_status_display()}
                 )
             if decision == Decision.APPROVE and request.window_end <= now:
@@ -931,7 +956,10 @@ class ChangeRequest(models.Model):
             else:
                 # Their earlier decision was on a window that has since changed.
                 Approval.objects.filter(pk=previous.pk).update(
-                    decision=decision, comment=comment.strip(), at=now, fingerprint=request.fingerprint
+                    decision=decision,
+                    comment=comment.strip(),
+                    at=now,
+                    fingerprint=request.fingerprint,
                 )
             AuditEvent.record(
                 AuditAction.REQUEST_APPROVED_BY
@@ -940,7 +968,9 @@ class ChangeRequest(models.Model):
                 actor=user,
                 change_request=request,
                 message=(
-                    _("%(user)s approved") if decision == Decision.APPROVE else _("%(user)s rejected")
+                    _("%(user)s approved")
+                    if decision == Decision.APPROVE
+                    else _("%(user)s rejected")
                 )
                 % {"user": user.get_username()},
                 details={"comment": comment.strip(), "fingerprint": request.fingerprint},
@@ -954,7 +984,7 @@ class ChangeRequest(models.Model):
                     finished_at=now,
                     status_reason=comment.strip(),
                 )
-                transaction.on_commit(lambda: _notify("request_decided", request.pk))
+                transaction.on_commit(lambda: _notify("request_decided", request.pk), robust=True)
                 return request
             if len(request.valid_approvals()) >= request.required_approvals:
                 fields: dict[str, Any] = {"approved_at": now}
@@ -967,10 +997,13 @@ class ChangeRequest(models.Model):
                     change_request=request,
                     message=_("Approved by %(n)d of %(needed)d; it runs in its window.")
                     % {"n": len(request.valid_approvals()), "needed": request.required_approvals},
-                    details={"window_start": request.window_start, "window_end": request.window_end},
+                    details={
+                        "window_start": request.window_start,
+                        "window_end": request.window_end,
+                    },
                     at=now,
                 )
-                transaction.on_commit(lambda: _notify("request_decided", request.pk))
+                transaction.on_commit(lambda: _notify("request_decided", request.pk), robust=True)
                 if request.window_start <= now:
                     transaction.on_commit(lambda: _enqueue_execution(request.pk))
         return request
@@ -1001,7 +1034,7 @@ class ChangeRequest(models.Model):
                 details={"reason": reason.strip()},
                 at=now,
             )
-            transaction.on_commit(lambda: _notify("request_finished", request.pk))
+            transaction.on_commit(lambda: _notify("request_finished", request.pk), robust=True)
         return request
 
     def expire(self, now: datetime | None = None) -> bool:
@@ -1025,7 +1058,7 @@ class ChangeRequest(models.Model):
                 message=_("The window closed before the change ran."),
                 at=now,
             )
-            transaction.on_commit(lambda: _notify("request_finished", self.pk))
+            transaction.on_commit(lambda: _notify("request_finished", self.pk), robust=True)
         return True
 
     def claim(self, *, task_id: str = "", worker: str = "") -> Execution | None:
@@ -1086,6 +1119,9 @@ class Approval(models.Model):
                 fields=["change_request", "approver"], name="one_decision_per_approver"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.approver_id} {self.decision} #{self.change_request_id}"
 
     @property
     def still_counts(self) -> bool:
@@ -1204,6 +1240,23 @@ class Execution(models.Model):
                 at=now,
             )
 
+    def record_unclear_answer(self, code: str, message: str) -> None:
+        """The call may or may not have reached AWS: keep AWS's words, decide later."""
+        now = timezone.now()
+        Execution.objects.filter(pk=self.pk).update(
+            aws_error_code=code, aws_error_message=message, heartbeat_at=now
+        )
+        self.aws_error_code, self.aws_error_message = code, message
+        self.step(
+            _(
+                "AWS did not answer clearly (%(code)s: %(message)s). vpnctl does not send the "
+                "change again; it watches the tunnel to learn whether AWS acted."
+            )
+            % {"code": code, "message": message},
+            level=StepLevel.WARNING,
+            at=now,
+        )
+
     def observe(self, tunnel: Tunnel, connection: VpnConnection) -> None:
         """Note what a watch poll saw: the first DOWN and the first UP after it."""
         now = timezone.now()
@@ -1260,7 +1313,9 @@ class Execution(models.Model):
             self.finished_at, self.outcome = now, outcome
             if error_code:
                 self.aws_error_code, self.aws_error_message = error_code, error_message
-            self.step(message, level=level, at=now, data={"reason": str(reason)} if reason else None)
+            self.step(
+                message, level=level, at=now, data={"reason": str(reason)} if reason else None
+            )
             AuditEvent.record(
                 action,
                 actor_kind=actor_kind,
@@ -1275,7 +1330,7 @@ class Execution(models.Model):
                 },
                 at=now,
             )
-            transaction.on_commit(lambda: _notify("request_finished", request.pk))
+            transaction.on_commit(lambda: _notify("request_finished", request.pk), robust=True)
         return True
 
     def block(self, reason: Any) -> bool:

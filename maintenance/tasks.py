@@ -10,8 +10,8 @@ How a change runs:
 3. It records "about to call AWS" and commits, then makes the one AWS call. No code path
    makes the call unless it won that record, so a retry, a duplicate delivery or a
    reconciled execution can never send it twice.
-4. ``watch_execution`` polls the tunnel for a slice of time, then hands the watch on to
-   a fresh task, until the change shows done or the time limit passes.
+4. ``watch_execution`` looks at the tunnel once and books its next look, a few seconds
+   later, until the change shows done or the time limit passes.
 5. ``sweep`` (every minute) starts requests whose window opened, expires the ones whose
    window closed, and reconciles executions whose worker went silent: never sent → failed;
    possibly sent → watched, never called again.
@@ -32,6 +32,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django_q.conf import Conf
+from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from . import aws, sync
@@ -39,10 +41,6 @@ from .choices import ChangeKind, ChangeStatus, ConnectionState, PendingMaintenan
 from .models import ChangeRequest, Execution, Tunnel, VpnConnection
 
 log = logging.getLogger(__name__)
-
-# A watch task polls for at most this long before handing on to a new task, which keeps
-# every task far below django-q2's `timeout` (and so far below `retry`).
-WATCH_SLICE_SECONDS = 60
 
 
 def _worker_name() -> str:
@@ -70,16 +68,37 @@ def enqueue_execution(request_pk: int) -> None:
     transaction.on_commit(send)
 
 
-def _enqueue_watch(execution_pk: int, generation: int) -> None:
-    transaction.on_commit(
-        lambda: async_task(
-            "maintenance.tasks.watch_execution",
-            execution_pk,
-            generation,
-            task_name=f"watch-{execution_pk}-{generation}",
-            group="vpnctl-executions",
+def _enqueue_watch(execution_pk: int, generation: int, delay: float = 0) -> None:
+    """Book the next look at a running change, `delay` seconds from now.
+
+    django-q2 has no delayed tasks; a one-off Schedule is its way to run one later (its
+    scheduler looks every 15 s or so, which sets the finest watch interval). In django-q2's
+    sync mode (tests), everything runs inline, the wait included.
+    """
+    name = f"vpnctl watch {execution_pk} #{generation}"
+
+    def book() -> None:
+        if Conf.SYNC or delay <= 0:
+            if Conf.SYNC and delay > 0:
+                time.sleep(delay)
+            async_task(
+                "maintenance.tasks.watch_execution",
+                execution_pk,
+                generation,
+                task_name=name,
+                group="vpnctl-executions",
+            )
+            return
+        Schedule.objects.create(
+            name=name,
+            func="maintenance.tasks.watch_execution",
+            args=f"{execution_pk},{generation}",
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # a ONCE schedule deletes itself after it ran
+            next_run=timezone.now() + timedelta(seconds=delay),
         )
-    )
+
+    transaction.on_commit(book)
 
 
 # --------------------------------------------------------------------------------------
@@ -158,18 +177,9 @@ def _run(execution: Execution) -> str:
     except aws.AwsAmbiguousError as exc:
         # The call may or may not have reached AWS. Sending it again could replace the
         # tunnel twice, so vpnctl watches instead and lets the tunnel's state tell.
-        execution.step(
-            _(
-                "AWS did not answer clearly (%(error)s). vpnctl does not send the change again; "
-                "it watches the tunnel to learn whether AWS acted."
-            )
-            % {"error": exc},
-            level="warning",
-        )
+        execution.record_unclear_answer(exc.code, exc.message)
     except aws.AwsError as exc:
-        execution.fail(
-            _("AWS refused the change."), error_code=exc.code, error_message=exc.message
-        )
+        execution.fail(_("AWS refused the change."), error_code=exc.code, error_message=exc.message)
         return f"failed: {exc.code}"
     else:
         execution.record_aws_answer(result.request_id)
@@ -189,7 +199,10 @@ def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel)
         return "blocked", _("The request no longer has the approvals it needs.")
     if connection.gone_at is not None:
         return "blocked", _("The connection is gone from AWS.")
-    if request.kind == ChangeKind.REPLACE and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE:
+    if (
+        request.kind == ChangeKind.REPLACE
+        and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE
+    ):
         return "superseded", _(
             "AWS reports no pending maintenance any more (last applied %(when)s): "
             "it was applied without vpnctl."
@@ -221,7 +234,11 @@ def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel)
 
 
 def watch_execution(execution_pk: int, generation: int) -> str:
-    """Poll the tunnel for one slice; finish the execution or hand the watch on."""
+    """One look at the tunnel: finish the execution, or book the next look.
+
+    Each look is its own short task, so watching many changes never ties up the workers
+    that start new ones.
+    """
     execution = (
         Execution.objects.select_related("change_request__tunnel__connection__account")
         .filter(pk=execution_pk)
@@ -231,45 +248,53 @@ def watch_execution(execution_pk: int, generation: int) -> str:
         return "finished"
     if execution.watch_generation != generation:
         return "a newer watch holds this execution"
+    outcome = _look(execution)
+    if outcome:
+        return outcome
+    following = execution.next_watch(generation)
+    if following is None:
+        return "a newer watch holds this execution"
+    _enqueue_watch(execution.pk, following, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    return "watching"
+
+
+def _look(execution: Execution) -> str:
+    """Read the tunnel from AWS once and finish the execution if it is decided."""
     request = execution.change_request
     connection = request.tunnel.connection
-    interval = float(settings.WATCH_INTERVAL_SECONDS)
-    slice_ends = time.monotonic() + WATCH_SLICE_SECONDS
-    while True:
-        try:
-            connection = sync.refresh_connection(connection)
-            tunnel = Tunnel.objects.get(pk=request.tunnel_id)
-        except aws.AwsError as exc:
-            execution.step(
-                _("Could not read the tunnel from AWS (%(error)s); trying again.") % {"error": exc},
-                level="warning",
+    try:
+        connection = sync.refresh_connection(connection)
+        tunnel: Tunnel | None = Tunnel.objects.get(pk=request.tunnel_id)
+    except aws.AwsError as exc:
+        execution.step(
+            _("Could not read the tunnel from AWS (%(error)s); trying again.") % {"error": exc},
+            level="warning",
+        )
+        tunnel = None
+    missing = _("AWS could not be read before the time limit.")
+    if tunnel is not None:
+        execution.observe(tunnel, connection)
+        missing = _still_missing(request, execution, connection, tunnel)
+        if not missing:
+            execution.succeed(_snapshot(connection.account, connection, tunnel))
+            return "succeeded"
+        if _unanswered_without_sign(execution, connection, tunnel):
+            execution.fail(
+                _(
+                    "AWS gave no clear answer and shows no sign of the change after "
+                    "%(seconds)d seconds. vpnctl did not send it again."
+                )
+                % {"seconds": settings.AMBIGUOUS_GRACE_SECONDS},
+                error_code=execution.aws_error_code or "NoAnswer",
+                error_message=execution.aws_error_message
+                or str(_("The worker was lost around the AWS call.")),
             )
-            tunnel = None
-        if tunnel is not None:
-            execution.observe(tunnel, connection)
-            missing = _still_missing(request, execution, connection, tunnel)
-            if not missing:
-                execution.succeed(_snapshot(connection.account, connection, tunnel))
-                return "succeeded"
-        if timezone.now() >= execution.watch_until:
-            reason = (
-                missing
-                if tunnel is not None
-                else _("AWS could not be read before the time limit.")
-            )
-            execution.time_out(
-                reason,
-                _snapshot(connection.account, connection, tunnel) if tunnel is not None else {},
-            )
-            return "timed out"
-        if time.monotonic() + interval > slice_ends:
-            following = execution.next_watch(generation)
-            if following is not None:
-                _enqueue_watch(execution.pk, following)
-            return "watch handed on"
-        time.sleep(interval)
-        if Execution.objects.filter(pk=execution.pk, watch_generation=generation).count() != 1:
-            return "a newer watch holds this execution"
+            return "failed: no sign of the change"
+    if timezone.now() >= execution.watch_until:
+        after = _snapshot(connection.account, connection, tunnel) if tunnel is not None else {}
+        execution.time_out(missing, after)
+        return "timed out"
+    return ""
 
 
 def _still_missing(
@@ -297,6 +322,26 @@ def _still_missing(
     if applied is None or (previous and applied <= datetime.fromisoformat(previous)):
         return _("AWS has not reported the maintenance as applied yet.")
     return ""
+
+
+def _unanswered_without_sign(
+    execution: Execution, connection: VpnConnection, tunnel: Tunnel
+) -> bool:
+    """True once an unanswered call has shown no sign of reaching AWS for the grace period."""
+    if execution.aws_answered_at is not None or execution.calling_aws_at is None:
+        return False
+    grace = timedelta(seconds=settings.AMBIGUOUS_GRACE_SECONDS)
+    if timezone.now() < execution.calling_aws_at + grace:
+        return False
+    before = execution.before or {}
+    changed = (
+        execution.down_seen_at is not None
+        or connection.state != ConnectionState.AVAILABLE
+        or tunnel.pending_maintenance != before.get("pending_maintenance")
+        or tunnel.lifecycle_control != before.get("lifecycle_control")
+        or _iso(tunnel.last_maintenance_applied) != before.get("last_maintenance_applied")
+    )
+    return not changed
 
 
 def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[str, Any]:

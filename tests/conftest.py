@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 
 from maintenance import roles
 
+pytest_plugins = ["tests.aws_fixtures"]
+
+
+def _ensure_roles() -> None:
+    # Transactional tests flush the tables, and with them the groups the migration made.
+    if Group.objects.filter(name__in=roles.ROLE_PERMISSIONS).count() < len(roles.ROLE_PERMISSIONS):
+        roles.sync_roles(Group, Permission)
+
 
 def _user(username: str, role: str | None, **extra) -> User:
+    _ensure_roles()
     user = User.objects.create_user(
         username=username, email=f"{username}@example.com", password="pw-" + username, **extra
     )

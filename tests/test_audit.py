@@ -63,12 +63,18 @@ def test_verify_audit_passes_on_an_intact_chain(db):
 @pytest.mark.parametrize(
     ("sql", "why"),
     [
-        ("UPDATE maintenance_auditevent SET message = 'nothing happened' WHERE seq = 3",
-         "content does not match its hash"),
-        ("UPDATE maintenance_auditevent SET details = '{\"i\": 99}' WHERE seq = 3",
-         "content does not match its hash"),
-        ("UPDATE maintenance_auditevent SET actor_name = 'mallory' WHERE seq = 3",
-         "content does not match its hash"),
+        (
+            "UPDATE maintenance_auditevent SET message = 'nothing happened' WHERE seq = 3",
+            "content does not match its hash",
+        ),
+        (
+            "UPDATE maintenance_auditevent SET details = '{\"i\": 99}' WHERE seq = 3",
+            "content does not match its hash",
+        ),
+        (
+            "UPDATE maintenance_auditevent SET actor_name = 'mallory' WHERE seq = 3",
+            "content does not match its hash",
+        ),
     ],
     ids=["message", "details", "actor"],
 )

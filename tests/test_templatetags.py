@@ -88,9 +88,7 @@ def test_unknown_status_gets_a_neutral_badge():
 
 def test_error_text_reads_the_shapes_a_sync_error_takes():
     assert error_text("AuthFailure: no access") == "AuthFailure: no access"
-    assert (
-        error_text({"item": "vpn-1", "message": "no VgwTelemetry"}) == "vpn-1 — no VgwTelemetry"
-    )
+    assert error_text({"item": "vpn-1", "message": "no VgwTelemetry"}) == "vpn-1 — no VgwTelemetry"
     assert (
         error_text({"code": "UnauthorizedOperation", "message": "not allowed"})
         == "UnauthorizedOperation: not allowed"

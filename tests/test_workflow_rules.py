@@ -277,9 +277,7 @@ def test_request_altered_outside_vpnctl_cannot_be_approved(request_, approver):
     assert request_.status == ChangeStatus.PENDING_APPROVAL
 
 
-def test_requester_is_told_of_the_decision(
-    request_, approver, django_capture_on_commit_callbacks
-):
+def test_requester_is_told_of_the_decision(request_, approver, django_capture_on_commit_callbacks):
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
         request_.approve(user=approver, comment="go")

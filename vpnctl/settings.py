@@ -128,7 +128,8 @@ else:
             "NAME": SQLITE_PATH,
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
             # A file, not memory: the real-worker tests run qcluster in another process.
-            "TEST": {"NAME": BASE_DIR / "var" / "test-vpnctl.sqlite3"},
+            # One per test process, so that two test runs never share (or delete) one.
+            "TEST": {"NAME": BASE_DIR / "var" / f"test-vpnctl-{os.getpid()}.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -247,5 +248,8 @@ REQUIRED_APPROVALS = env_int("VPNCTL_REQUIRED_APPROVALS", 1)
 MIN_WINDOW_MINUTES = env_int("VPNCTL_MIN_WINDOW_MINUTES", 30)
 WATCH_INTERVAL_SECONDS = env_int("VPNCTL_WATCH_INTERVAL_SECONDS", 15)
 WATCH_TIMEOUT_MINUTES = env_int("VPNCTL_WATCH_TIMEOUT_MINUTES", 30)
+# After an unclear answer to a change (timeout, 5xx, lost worker), how long vpnctl waits
+# for any sign that AWS acted before it calls the change failed. It never re-sends.
+AMBIGUOUS_GRACE_SECONDS = env_int("VPNCTL_AMBIGUOUS_GRACE_SECONDS", 300)
 # A running execution whose worker has not been heard of for this long is reconciled.
 STALE_EXECUTION_SECONDS = env_int("VPNCTL_STALE_EXECUTION_SECONDS", 120)

@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -105,14 +106,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--replace-down-seconds",
             type=float,
-            default=20.0,
-            help="how long a replaced tunnel stays DOWN in the simulator",
+            help="how long a replaced tunnel stays DOWN (default: run_simulator's)",
         )
         parser.add_argument(
             "--modify-seconds",
             type=float,
-            default=5.0,
-            help="how long a connection stays 'modifying' in the simulator",
+            help="how long a connection stays 'modifying' (default: run_simulator's)",
         )
         parser.add_argument(
             "--data-dir",
@@ -130,6 +129,8 @@ class Command(BaseCommand):
         self.lock = threading.Lock()
         self.services: list[Service] = []
         self.hurry = False
+        self.spawning = False
+        self.pending_signal: int | None = None
         self.web_url = f"http://{LOOPBACK}:{options['port']}/"
         self.aws_url = f"http://{LOOPBACK}:{options['aws_port']}"
         for port in (options["port"], options["aws_port"]):
@@ -159,19 +160,11 @@ class Command(BaseCommand):
     def start_all(self) -> str:
         o = self.options
         py = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        self.start_service(
-            "aws",
-            [
-                *py,
-                "run_simulator",
-                "--port",
-                str(o["aws_port"]),
-                "--replace-down-seconds",
-                str(o["replace_down_seconds"]),
-                "--modify-seconds",
-                str(o["modify_seconds"]),
-            ],
-        )
+        simulator = [*py, "run_simulator", "--port", str(o["aws_port"])]
+        for option in ("replace_down_seconds", "modify_seconds"):
+            if o[option] is not None:
+                simulator += ["--" + option.replace("_", "-"), str(o[option])]
+        self.start_service("aws", simulator)
         self.run_steps(
             ("migrate a new database", [*py, "migrate", "--noinput"]),
             ("collect static files", [*py, "collectstatic", "--noinput"]),
@@ -271,9 +264,21 @@ class Command(BaseCommand):
 
     # -- children ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def spawning_child(self) -> Iterator[None]:
+        """Hold a signal back while a child starts, so that no child is left untracked."""
+        self.spawning = True
+        try:
+            yield
+        finally:
+            self.spawning = False
+        if self.pending_signal is not None:
+            raise Stop(self.pending_signal)
+
     def start_service(self, name: str, args: list[str]) -> Service:
-        service = Service(name, args, self.env, sys.stdout, self.lock)
-        self.services.append(service)
+        with self.spawning_child():
+            service = Service(name, args, self.env, sys.stdout, self.lock)
+            self.services.append(service)
         return service
 
     def run_step(self, title: str, args: list[str], *, show: bool = False) -> str:
@@ -285,16 +290,17 @@ class Command(BaseCommand):
         running = []
         for title, args in steps:
             log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                args,
-                cwd=settings.BASE_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            running.append((title, proc, log))
+            with self.spawning_child():
+                proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                    args,
+                    cwd=settings.BASE_DIR,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                running.append((title, proc, log))
         outputs = []
         try:
             for title, proc, log in running:
@@ -356,6 +362,9 @@ class Command(BaseCommand):
     # -- stopping ------------------------------------------------------------------------
 
     def on_signal(self, signum: int, frame: object) -> None:
+        if self.spawning:
+            self.pending_signal = signum
+            return
         raise Stop(signum)
 
     def on_signal_while_stopping(self, signum: int, frame: object) -> None:

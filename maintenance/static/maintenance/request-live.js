@@ -1,0 +1,56 @@
+// Keeps a request page's status, execution and timeline current while the change can run.
+// Polls the page's data-url (maintenance:request_timeline) every 3 s while data-live is
+// "true"; replaces [data-live-part="replace"] elements by id, appends new timeline items
+// (so a screen reader announces only what is new), and stops when the fragment says so.
+(function () {
+  "use strict";
+  var INTERVAL_MS = 3000;
+  var MAX_FAILURES = 20;
+  var root = document.getElementById("request-live");
+  if (!root || !window.fetch || !window.DOMParser) return;
+  var url = root.getAttribute("data-url");
+  var failures = 0;
+
+  function apply(fresh) {
+    fresh.querySelectorAll("[data-live-part]").forEach(function (part) {
+      var current = document.getElementById(part.id);
+      if (!current) return;
+      if (part.getAttribute("data-live-part") === "append") {
+        Array.prototype.forEach.call(part.children, function (item) {
+          if (item.id && !document.getElementById(item.id)) {
+            current.appendChild(document.importNode(item, true));
+          }
+        });
+      } else if (current.innerHTML !== part.innerHTML) {
+        current.innerHTML = part.innerHTML;
+      }
+    });
+    root.setAttribute("data-live", fresh.getAttribute("data-live"));
+    root.setAttribute("data-status", fresh.getAttribute("data-status"));
+  }
+
+  function schedule() {
+    if (root.getAttribute("data-live") === "true") window.setTimeout(poll, INTERVAL_MS);
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        failures = 0;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("request-live");
+        if (fresh) apply(fresh);
+        schedule();
+      })
+      .catch(function () {
+        failures += 1;
+        if (failures < MAX_FAILURES) schedule();
+      });
+  }
+
+  schedule();
+})();

@@ -1,0 +1,163 @@
+"""A real django-q2 cluster (ORM broker, separate process) runs changes, and survives SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from maintenance import sync, tasks
+from maintenance.choices import ChangeKind, ChangeStatus
+from maintenance.models import ChangeRequest, Execution, Tunnel
+from maintenance.simulator import Timings, TunnelSpec
+
+pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cluster_env(endpoint: str) -> dict[str, str]:
+    """The worker process sees the test database and the simulated AWS server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        env["VPNCTL_SQLITE_PATH"] = str(db["NAME"])
+        env.pop("DATABASE_URL", None)
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        )
+    env.update(
+        {
+            "VPNCTL_MODE": "demo",
+            "VPNCTL_AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "VPNCTL_WATCH_INTERVAL_SECONDS": "1",
+            "VPNCTL_WATCH_TIMEOUT_MINUTES": "2",
+            "VPNCTL_Q_WORKERS": "1",
+        }
+    )
+    return env
+
+
+def start_cluster(endpoint: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=cluster_env(endpoint),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: we can kill it and its workers
+    )
+
+
+def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def cluster(aws_server) -> Iterator[list[subprocess.Popen]]:
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        kill(process)
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout} s")
+
+
+def make_request(aws, requester, approver) -> ChangeRequest:
+    deadline = timezone.now() + timedelta(days=5)
+    connection_id = aws.create_connection(
+        region="ap-northeast-1",
+        tunnels=[
+            TunnelSpec(pending_maintenance="Available", auto_apply_after=deadline),
+            TunnelSpec(),
+        ],
+    )
+    sync.run_sync()
+    tunnel = Tunnel.objects.get(outside_ip=aws.tunnel_ips(connection_id)[0])
+    request = ChangeRequest.submit(
+        user=requester,
+        tunnel=tunnel,
+        kind=ChangeKind.REPLACE,
+        reason="cluster test",
+        window_start=None,
+        window_end=timezone.now() + timedelta(hours=1),
+    )
+    request.approve(user=approver)  # enqueues the execution on commit, for the cluster
+    return request
+
+
+def status_of(request: ChangeRequest) -> str:
+    return ChangeRequest.objects.values_list("status", flat=True).get(pk=request.pk)
+
+
+def test_cluster_runs_an_approved_change(
+    aws_server, accounts, cluster, requester, approver, settings
+):
+    aws_server.configure(timings=Timings(replace_down_seconds=2, modify_seconds=1))
+    request = make_request(aws_server, requester, approver)
+    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
+
+    wait_for(lambda: status_of(request) in ChangeStatus.TERMINAL, timeout=90)
+
+    request.refresh_from_db()
+    assert request.status == ChangeStatus.SUCCEEDED, request.status_reason
+    assert aws_server.calls("ReplaceVpnTunnel") == 1
+    execution = request.execution
+    assert execution.down_seen_at is not None and execution.up_seen_at is not None
+    assert execution.worker  # the cluster's worker, not this process
+    assert execution.worker.split(":")[1] != str(os.getpid())
+
+
+def test_sigkill_mid_watch_then_reconciled_without_a_second_call(
+    aws_server, accounts, cluster, requester, approver, settings
+):
+    aws_server.configure(timings=Timings(replace_down_seconds=8, modify_seconds=1))
+    request = make_request(aws_server, requester, approver)
+    first = start_cluster(settings.AWS_ENDPOINT_URL)
+    cluster.append(first)
+
+    # Kill the whole cluster once the call has gone out and the tunnel is being watched.
+    wait_for(
+        lambda: Execution.objects.filter(
+            change_request=request, aws_answered_at__isnull=False
+        ).exists(),
+        timeout=90,
+    )
+    kill(first)
+    assert status_of(request) == ChangeStatus.RUNNING
+
+    # A new cluster comes up; the sweeper finds the silent execution and hands it on.
+    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
+    settings.STALE_EXECUTION_SECONDS = 1
+    time.sleep(1.5)
+    assert tasks.sweep()["reconciled"] == 1
+
+    wait_for(lambda: status_of(request) in ChangeStatus.TERMINAL, timeout=90)
+    request.refresh_from_db()
+    assert request.status == ChangeStatus.SUCCEEDED, request.status_reason
+    assert aws_server.calls("ReplaceVpnTunnel") == 1
