@@ -17,8 +17,9 @@ help:
 venv:
 	@scripts/ensure-venv.sh
 
+demo: export VPNCTL_MODE := demo
 demo: venv
-	VPNCTL_MODE=demo $(PY) manage.py run_demo $(DEMO_ARGS)
+	$(PY) manage.py run_demo $(DEMO_ARGS)
 
 test: venv
 	@scripts/ensure-chromium.sh

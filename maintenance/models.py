@@ -472,10 +472,12 @@ class AuditEvent(models.Model):
     def _lock_head() -> AuditChainHead:
         # select_for_update serialises writers on PostgreSQL; SQLite ignores it, where the
         # IMMEDIATE transaction that wraps us already holds the database's write lock.
-        head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+        # Every lock in vpnctl is FOR NO KEY UPDATE: a plain FOR UPDATE would also block
+        # the foreign-key checks other transactions make at COMMIT, and deadlock them.
+        head = AuditChainHead.objects.select_for_update(no_key=True).filter(pk=1).first()
         if head is None:
             AuditChainHead.objects.get_or_create(pk=1)
-            head = AuditChainHead.objects.select_for_update().get(pk=1)
+            head = AuditChainHead.objects.select_for_update(no_key=True).get(pk=1)
         return head
 
     @classmethod
@@ -779,7 +781,9 @@ class ChangeRequest(models.Model):
         with transaction.atomic():
             # Lock the connection so that two requests on its tunnels are checked one after
             # the other (PostgreSQL; SQLite's IMMEDIATE transaction already serialises us).
-            VpnConnection.objects.select_for_update().filter(pk=tunnel.connection_id).first()
+            VpnConnection.objects.select_for_update(no_key=True).filter(
+                pk=tunnel.connection_id
+            ).first()
             tunnel = Tunnel.objects.select_related("connection__account").get(pk=tunnel.pk)
             cls.check_rules(
                 tunnel=tunnel,
@@ -836,7 +840,7 @@ class ChangeRequest(models.Model):
     def _locked(self) -> ChangeRequest:
         """Re-read this request inside the caller's transaction, locked on PostgreSQL."""
         return (
-            ChangeRequest.objects.select_for_update()
+            ChangeRequest.objects.select_for_update(no_key=True, of=("self",))
             .select_related("tunnel__connection__account", "requester")
             .get(pk=self.pk)
         )

@@ -64,6 +64,7 @@ In-process (tests), use the ``SIMULATOR`` object directly.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import socket
@@ -304,6 +305,8 @@ class Simulator:
         self._where: dict[str, tuple[str, str]] = {}  # connection id -> (account, region)
         self._used_ips: set[str] = set()
         self._rng = random.Random()
+        # Throttling's clock; tests may replace it to refill buckets deterministically.
+        self._monotonic: Callable[[], float] = time.monotonic
 
     # The public, in-process API ------------------------------------------------------
 
@@ -426,6 +429,8 @@ class Simulator:
             for name in ("lifecycle_control", "pending_maintenance", "ike_version"):
                 if name in fields:
                     setattr(tunnel, name, fields[name])
+            if fields.get("pending_maintenance") == NONE and "auto_apply_after" not in fields:
+                tunnel.auto_apply_after = None  # no maintenance, no deadline
             for name in ("auto_apply_after", "last_applied", "last_status_change"):
                 if name in fields:
                     setattr(tunnel, name, fields[name])
@@ -702,38 +707,49 @@ class Simulator:
     # Calls: throttling, faults, DryRun, the log -----------------------------------------
 
     def _handle_call(self, response: EC2Response, action: str) -> tuple[int, dict, str]:
+        """Answer one call of a simulated action, and log it."""
         request_id = str(uuid.uuid4())
         account_id, region = response.current_account, response.region
         params = _plain_params(response)
         with self._lock:
+            outcome, answer, fault = self._answer(response, action, account_id, region, params)
+            self._record(action, account_id, region, params, outcome, request_id, fault)
+        return _with_request_id(*answer, request_id)
 
-            def answer(outcome: str, status: int, headers: dict, body: str, fault: str | None):
-                self._record(action, account_id, region, params, outcome, request_id, fault)
-                return _with_request_id(status, headers, body, request_id)
+    def _answer(
+        self,
+        response: EC2Response,
+        action: str,
+        account_id: str,
+        region: str,
+        params: dict[str, Any],
+    ) -> tuple[str, tuple[int, dict, str], str | None]:
+        """Throttling, then injected faults, then DryRun, then moto and our handlers.
 
-            if not self._take_token(account_id, region, action):
-                # EC2 answers throttling with HTTP 503.
-                error = _error(response, "RequestLimitExceeded", "Request limit exceeded.", 503)
-                return answer("throttled", *error, fault=None)
-            fault = self._next_fault(action)
-            if fault is not None and not fault.applied:
-                error = _error(response, fault.code, fault.message, fault.http_status)
-                return answer("fault", *error, fault=fault.code)
-            if params.get("DryRun"):
-                error = _error(
-                    response,
-                    "DryRunOperation",
-                    "Request would have succeeded, but DryRun flag is set.",
-                    412,
-                )
-                return answer("DryRunOperation", *error, fault=None)
-            status, headers, body = _MOTO["call_action"](response)
-            outcome = "ok" if status < 400 else _error_code(body)
-            if fault is not None:
-                # AWS acted (or refused); the caller only sees the fault.
-                error = _error(response, fault.code, fault.message, fault.http_status)
-                return answer(outcome, *error, fault=fault.code)
-            return answer(outcome, status, headers, body, fault=None)
+        Returns the outcome for the log, the HTTP answer, and the injected fault's code.
+        """
+        if not self._take_token(account_id, region, action):
+            # EC2 answers throttling with HTTP 503.
+            return "throttled", _error(response, "RequestLimitExceeded", _THROTTLED, 503), None
+        fault = self._next_fault(action)
+        if fault is not None and not fault.applied:
+            return (
+                "fault",
+                _error(response, fault.code, fault.message, fault.http_status),
+                fault.code,
+            )
+        if params.get("DryRun"):
+            return "DryRunOperation", _error(response, "DryRunOperation", _DRY_RUN, 412), None
+        status, headers, body = _MOTO["call_action"](response)
+        outcome = "ok" if status < 400 else _error_code(body)
+        if fault is not None:
+            # AWS acted (or refused) and the answer was lost: the caller sees only the fault.
+            return (
+                outcome,
+                _error(response, fault.code, fault.message, fault.http_status),
+                fault.code,
+            )
+        return outcome, (status, headers, body), None
 
     def _take_token(self, account_id: str, region: str, action: str) -> bool:
         limits = self.throttling
@@ -743,7 +759,7 @@ class Simulator:
             kind, capacity, refill = "write", limits.write_capacity, limits.write_refill
         else:
             kind, capacity, refill = "read", limits.read_capacity, limits.read_refill
-        now = time.monotonic()
+        now = self._monotonic()
         bucket = self._buckets.get((account_id, region, kind))
         if bucket is None:
             bucket = self._buckets[(account_id, region, kind)] = _Bucket(capacity, now)
@@ -925,6 +941,8 @@ def _error(response: EC2Response, code: str, message: str, status: int) -> tuple
     return status, dict(headers), body
 
 
+_THROTTLED = "Request limit exceeded."
+_DRY_RUN = "Request would have succeeded, but DryRun flag is set."
 _ERROR_CODE_RE = re.compile(r"<Code>([^<]+)</Code>")
 _REQUEST_ID_RE = re.compile(r"<(requestId|RequestID)>[^<]*</\1>")
 
@@ -1082,6 +1100,10 @@ def install() -> None:
     with _install_lock:
         if getattr(EC2Response.call_action, "vpnctl_simulator", False):
             return
+        # moto loads thousands of default AMIs into every EC2 region it touches: half a
+        # second per region and per reset, for images a VPN simulator never shows. moto's
+        # own switch, unless someone set it on purpose.
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         for action, method in ADDED_ACTIONS.items():
             if hasattr(EC2Response, method):
                 raise RuntimeError(

@@ -389,11 +389,17 @@ def _plan(
     return plan
 
 
+def _whole_seconds(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
+
+
 def _explained_by_vpnctl(applied: list[tuple[Tunnel, datetime | None, datetime]]) -> set[int]:
     """Tunnels whose newly applied maintenance has a vpnctl execution behind it.
 
     An execution explains it when its "about to call AWS" mark lies after the previous
-    LastMaintenanceApplied and at or before the new one. One query for all tunnels.
+    LastMaintenanceApplied and at or before the new one. AWS's timestamps come in whole
+    seconds while ours have microseconds, so ours are compared at AWS's precision (a call
+    at 10:00:00.4 explains maintenance reported as applied at 10:00:00). One query.
     """
     if not applied:
         return set()
@@ -406,7 +412,10 @@ def _explained_by_vpnctl(applied: list[tuple[Tunnel, datetime | None, datetime]]
     return {
         tunnel.pk
         for tunnel, previous, new in applied
-        if any((previous is None or at > previous) and at <= new for at in calls[tunnel.pk])
+        if any(
+            (previous is None or at > previous) and _whole_seconds(at) <= new
+            for at in calls[tunnel.pk]
+        )
     }
 
 
@@ -470,7 +479,9 @@ def _lock_account(account: AwsAccount) -> None:
     # Two syncs of one account at once (schedule and button) would both insert the same new
     # connections. On PostgreSQL this row lock makes the second wait; SQLite ignores it, but
     # there the IMMEDIATE transaction already admits one writer at a time.
-    AwsAccount.objects.select_for_update().filter(pk=account.pk).exists()
+    # FOR NO KEY UPDATE: a plain FOR UPDATE would block the foreign-key checks of every
+    # audit event naming this account until the sync commits, and deadlock with them.
+    AwsAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).exists()
 
 
 # --------------------------------------------------------------------------------------

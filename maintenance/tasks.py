@@ -184,11 +184,12 @@ def _run(execution: Execution) -> str:
     else:
         execution.record_aws_answer(result.request_id)
 
-    # 4. Watch until done.
+    # 4. Watch until done, in short tasks of their own: this worker is free at once.
     generation = execution.next_watch(execution.watch_generation)
     if generation is None:
         return "watch handed elsewhere"
-    return watch_execution(execution.pk, generation)
+    _enqueue_watch(execution.pk, generation, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    return "watching"
 
 
 def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel) -> tuple[str, str]:

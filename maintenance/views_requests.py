@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from .choices import ChangeKind, ChangeStatus, Decision, StepLevel
+from .choices import ActorKind, ChangeKind, ChangeStatus, Decision, StepLevel
 from .forms_requests import (
     CancelForm,
     ChangeRequestForm,
@@ -183,8 +183,10 @@ class TimelineEntry:
     text: str
     detail: str
     level: str
+    at_text: str = ""
 
 
+_WHO = {ActorKind.SYSTEM: "vpnctl", ActorKind.AWS: "AWS"}
 _BAD_ACTIONS = ("blocked", "failed", "aws_error", "timed_out", "rejected")
 
 
@@ -200,14 +202,21 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
                 at=event.at,
                 order=(0, event.seq),
                 source=_("Audit log: %(action)s") % {"action": event.get_action_display()},
-                who=event.actor_name,
+                who=event.actor_name
+                if event.actor_kind == ActorKind.USER
+                else _WHO[event.actor_kind],
                 text=event.message or event.get_action_display(),
                 detail=str(detail),
                 level=StepLevel.ERROR if event.action.endswith(_BAD_ACTIONS) else StepLevel.INFO,
             )
         )
     if execution is not None:
+        # The model writes the end of an execution both as a step and as an audit event,
+        # in the same words at the same instant: say it once.
+        said = {(e.text, e.at.replace(microsecond=0)) for e in entries}
         for step in execution.steps.all():
+            if (step.message, step.at.replace(microsecond=0)) in said:
+                continue
             entries.append(
                 TimelineEntry(
                     key=f"step-{step.pk}",
@@ -223,7 +232,17 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
                 )
             )
     entries.sort(key=lambda e: (e.at, e.order))
+    for entry in entries:
+        entry.at_text = _with_seconds(entry.at)
     return entries
+
+
+def _with_seconds(value: datetime) -> str:
+    """Like the `when` filter (the zone named as it names it), to the second."""
+    from .templatetags.vpnctl import when
+
+    zone = when(value).rsplit(" ", 1)[-1]
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S} {zone}"
 
 
 # What the before/after snapshot holds (tasks._snapshot), in the order a reader wants it.
@@ -369,7 +388,11 @@ def _render_request(
             "sibling": sibling,
             "tunnel_number": _tunnel_number(tunnel, sibling),
             "approvals": approvals,
-            "risks": risks_for(tunnel, change.kind, sibling=sibling) if change.is_open else [],
+            # Risks concern what may still happen: shown until the change starts to run.
+            "risks": risks_for(tunnel, change.kind, sibling=sibling)
+            if change.status in ChangeStatus.CANCELLABLE
+            else [],
+            "what_happens": _what_happens(change.kind),
             "can_decide": can_decide,
             "can_cancel": forms_shown["cancel"],
             "can_reschedule": can_reschedule,

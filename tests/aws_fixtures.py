@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Iterator
 
@@ -65,7 +66,8 @@ def aws(monkeypatch, settings) -> Iterator[Simulator]:
     settings.AWS_ENDPOINT_URL = ""
     _reset_aws_clients()
     try:
-        with simulated_aws(timings=TEST_TIMINGS) as simulator:
+        # A copy: a test that changes its timings must not change the next test's.
+        with simulated_aws(timings=dataclasses.replace(TEST_TIMINGS)) as simulator:
             yield simulator
     finally:
         _reset_aws_clients()

@@ -51,15 +51,19 @@ def cluster_env(endpoint: str) -> dict[str, str]:
     return env
 
 
+LOG = ROOT / "var" / f"qcluster-test-{os.getpid()}.log"
+
+
 def start_cluster(endpoint: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
-        cwd=ROOT,
-        env=cluster_env(endpoint),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: we can kill it and its workers
-    )
+    with LOG.open("ab") as log:  # read it when a test here fails
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=cluster_env(endpoint),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: we can kill it and its workers
+        )
 
 
 def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -85,7 +89,8 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.3):
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"gave up after {timeout} s")
+    tail = LOG.read_text(errors="replace")[-3000:] if LOG.exists() else ""
+    raise AssertionError(f"gave up after {timeout} s; the cluster's log ends:\n{tail}")
 
 
 def make_request(aws, requester, approver) -> ChangeRequest:
@@ -118,11 +123,13 @@ def status_of(request: ChangeRequest) -> str:
 def test_cluster_runs_an_approved_change(
     aws_server, accounts, cluster, requester, approver, settings
 ):
-    aws_server.configure(timings=Timings(replace_down_seconds=2, modify_seconds=1))
+    # Looks at a running change are booked through django-q2's scheduler, which wakes
+    # every 15 s: the outage lasts long enough for a look to see the tunnel DOWN.
+    aws_server.configure(timings=Timings(replace_down_seconds=25, modify_seconds=1))
     request = make_request(aws_server, requester, approver)
     cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
 
-    wait_for(lambda: status_of(request) in ChangeStatus.TERMINAL, timeout=90)
+    wait_for(lambda: status_of(request) in ChangeStatus.TERMINAL, timeout=150)
 
     request.refresh_from_db()
     assert request.status == ChangeStatus.SUCCEEDED, request.status_reason

@@ -254,6 +254,20 @@ def log_in(base_url: str, username: str, password: str) -> urllib.request.Opener
     return opener
 
 
+def test_run_demo_refuses_a_port_in_use_before_starting_anything():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CommandError, match=f"Port {port} on 127.0.0.1 is in use"):
+            call_command("run_demo", "--port", str(port), stdout=StringIO())
+
+
+def test_run_demo_refuses_in_production():
+    with override_settings(MODE="production"), pytest.raises(CommandError, match="demo"):
+        call_command("run_demo", stdout=StringIO())
+
+
 @pytest.mark.cluster
 def test_run_demo_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     web_port, aws_port = free_port(), free_port()

@@ -84,9 +84,7 @@ def test_replace_without_pending_maintenance_is_a_blocker(db):
 
 
 def test_enabling_lifecycle_interrupts_and_may_apply_pending_maintenance(db):
-    tunnel, _ = tunnels(
-        {**pending(), "lifecycle_control": False, "accepted_route_count": 2}, {}
-    )
+    tunnel, _ = tunnels({**pending(), "lifecycle_control": False, "accepted_route_count": 2}, {})
     risks = by_code(risks_for(tunnel, ChangeKind.ENABLE_LIFECYCLE))
     assert "interrupts it for up to several minutes" in risks["modify_interrupts"].text
     assert risks["applies_pending"].level == WARN

@@ -51,7 +51,9 @@ def admin_client_(admin_user):
 
 def ids_on(response) -> list[str]:
     """The connection ids the list shows, in order."""
-    return re.findall(r'class="mono">(vpn-[0-9a-f]+)</a>', response.content.decode())
+    return re.findall(
+        r'href="/connections/\d+/"[^>]*>(vpn-[0-9a-f]+)</a>', response.content.decode()
+    )
 
 
 def text_of(response) -> str:

@@ -1,13 +1,13 @@
 """Run the whole demo on this machine; Ctrl-C stops all of it.
 
-Steps:
-1. Start the simulated AWS on loopback and, while it boots, migrate a new demo database
-   (every run starts from an empty one: the simulator keeps nothing between runs either)
-   and collect the static files.
-2. Seed the simulated AWS, create the demo accounts, sync, create the demo users (new
-   random passwords each run) and, where the command exists, the schedules.
-3. Start the web server (gunicorn) and the django-q2 worker, wait until the login page
-   answers, and print the address and the logins.
+Steps, each started as soon as what it needs is there:
+1. Start the simulated AWS on loopback and seed it once it answers; meanwhile migrate a
+   new demo database (every run starts from an empty one: the simulator keeps nothing
+   between runs either) and collect the static files.
+2. Start the web server (gunicorn); create the demo users (new random passwords each run),
+   the demo accounts and, where the command exists, the schedules; then sync.
+3. Start the django-q2 worker, wait until the login page answers, and print the address
+   and the logins.
 4. On Ctrl-C, SIGTERM or SIGHUP, or when one of the three stops by itself, stop the web
    server and the worker, then the simulated AWS. A second Ctrl-C kills what is left.
 
@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -48,6 +49,17 @@ class Stop(Exception):
         self.signum = signum
 
 
+@dataclass
+class Step:
+    """A one-off command (migrate, seed, ...) running in the background."""
+
+    title: str
+    proc: subprocess.Popen
+    log: IO[str]
+    show: bool
+    started: float
+
+
 class Service:
     """A long-running child in its own process group, its output prefixed with its name."""
 
@@ -55,6 +67,7 @@ class Service:
         self, name: str, args: list[str], env: dict[str, str], out: IO[str], lock: threading.Lock
     ) -> None:
         self.name = name
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             args,
             cwd=settings.BASE_DIR,
@@ -81,6 +94,13 @@ class Service:
 
     def running(self) -> bool:
         return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """Ask the service to stop. Only its leader: gunicorn's master and qcluster's
+        sentinel stop their own processes in order, and do it badly when those are
+        signalled behind their back."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
 
     def signal_group(self, signum: int) -> None:
         # The group outlives its leader while a grandchild is left: signal it all the same.
@@ -128,6 +148,7 @@ class Command(BaseCommand):
         self.options = options
         self.lock = threading.Lock()
         self.services: list[Service] = []
+        self.steps: list[Step] = []
         self.hurry = False
         self.spawning = False
         self.pending_signal: int | None = None
@@ -153,11 +174,13 @@ class Command(BaseCommand):
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(signum, self.on_signal_while_stopping)
+            self.kill_steps()
             self.stop_all()
         if exit_code:
             sys.exit(exit_code)
 
     def start_all(self) -> str:
+        """Start everything, each step as soon as what it needs is there; return the logins."""
         o = self.options
         py = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         simulator = [*py, "run_simulator", "--port", str(o["aws_port"])]
@@ -165,51 +188,48 @@ class Command(BaseCommand):
             if o[option] is not None:
                 simulator += ["--" + option.replace("_", "-"), str(o[option])]
         self.start_service("aws", simulator)
-        self.run_steps(
-            ("migrate a new database", [*py, "migrate", "--noinput"]),
-            ("collect static files", [*py, "collectstatic", "--noinput"]),
+        database = self.start_steps(
+            ("migrate a new database", [*py, "migrate", "--noinput"], False),
+            ("collect static files", [*py, "collectstatic", "--noinput"], False),
         )
         self.wait_for_port("aws", o["aws_port"])
-        self.run_step(
-            "seed the simulated AWS",
-            [
-                *py,
-                "seed_simulator",
-                "--endpoint",
-                self.aws_url,
-                "--connections",
-                str(o["connections"]),
-            ],
-            show=True,
+        seed = [*py, "seed_simulator", "--endpoint", self.aws_url]
+        seeding = self.start_steps(
+            ("seed the simulated AWS", [*seed, "--connections", str(o["connections"])], True)
         )
-        self.run_step("create the demo AWS accounts", [*py, "demo_accounts"], show=True)
-        self.run_step("sync from the simulated AWS", [*py, "sync_vpn"], show=True)
-        user_args = [*py, "demo_users"]
+        self.finish_steps(database)
+        # The web server has all it needs now: let it boot while the rest runs.
+        self.start_service("web", self.gunicorn_args())
+        users = [*py, "demo_users"]
         if o["password"]:
-            user_args += ["--password", o["password"]]
-        logins = self.run_step("create the demo users", user_args)
+            users += ["--password", o["password"]]
+        steps = [
+            ("create the demo users", users, False),
+            ("create the demo AWS accounts", [*py, "demo_accounts"], True),
+        ]
         if "setup_schedules" in get_commands():
-            self.run_step("set up the schedules", [*py, "setup_schedules"])
-        self.start_service(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "vpnctl.wsgi",
-                "--bind",
-                f"{LOOPBACK}:{o['port']}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--graceful-timeout",
-                "5",
-            ],
+            steps.append(("set up the schedules", [*py, "setup_schedules"], False))
+        logins = self.finish_steps(self.start_steps(*steps))[0]
+        self.finish_steps(seeding)
+        self.finish_steps(
+            self.start_steps(("sync from the simulated AWS", [*py, "sync_vpn"], True))
         )
+        # The worker last: its schedules would otherwise sync at the same time as the step above.
         self.start_service("worker", [*py, "qcluster"])
         self.wait_for_page("web", self.web_url + "login/")
         return logins
+
+    def gunicorn_args(self) -> list[str]:
+        """gunicorn, as in production: two worker processes of four threads each."""
+        from gunicorn.config import Config
+
+        args = [sys.executable, "-m", "gunicorn", "vpnctl.wsgi"]
+        args += ["--bind", f"{LOOPBACK}:{self.options['port']}"]
+        args += ["--workers", "2", "--threads", "4", "--graceful-timeout", "5"]
+        if "control_socket_disable" in Config().settings:
+            # gunicorn 25+ opens ~/.gunicorn/gunicorn.ctl; two demos would share it.
+            args.append("--no-control-socket")
+        return args
 
     def watch(self) -> None:
         """Wait for a signal; if a service stops by itself, stop the rest and fail."""
@@ -281,14 +301,10 @@ class Command(BaseCommand):
             self.services.append(service)
         return service
 
-    def run_step(self, title: str, args: list[str], *, show: bool = False) -> str:
-        return self.run_steps((title, args), show=show)[0]
-
-    def run_steps(self, *steps: tuple[str, list[str]], show: bool = False) -> list[str]:
-        """Run one-off commands side by side; fail with their output if one fails."""
-        started = time.monotonic()
-        running = []
-        for title, args in steps:
+    def start_steps(self, *steps: tuple[str, list[str], bool]) -> list[Step]:
+        """Start one-off commands side by side: (title, arguments, show the output?)."""
+        started = []
+        for title, args, show in steps:
             log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
             with self.spawning_child():
                 proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
@@ -300,42 +316,49 @@ class Command(BaseCommand):
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-                running.append((title, proc, log))
+                step = Step(title, proc, log, show, time.monotonic())
+                self.steps.append(step)
+            started.append(step)
+        return started
+
+    def finish_steps(self, steps: list[Step]) -> list[str]:
+        """Wait for the steps; fail with a step's output if it failed. Returns their outputs."""
         outputs = []
-        try:
-            for title, proc, log in running:
-                proc.wait()
-                log.seek(0)
-                output = log.read()
-                outputs.append(output)
-                if proc.returncode != 0:
-                    raise CommandError(
-                        f"Step failed: {title} (exit code {proc.returncode}):\n"
-                        f"$ {' '.join(proc.args[1:])}\n{output.rstrip()}"
-                    )
-                self.say(f"  ok  {title} ({time.monotonic() - started:.1f} s)")
-                if show and output.strip():
-                    self.say("\n".join("        " + line for line in output.rstrip().splitlines()))
-        finally:
-            for _title, proc, log in running:
-                if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                log.close()
+        for step in steps:
+            step.proc.wait()
+            step.log.seek(0)
+            output = step.log.read()
+            step.log.close()
+            self.steps.remove(step)
+            outputs.append(output)
+            if step.proc.returncode != 0:
+                raise CommandError(
+                    f"Step failed: {step.title} (exit code {step.proc.returncode}):\n"
+                    f"$ {' '.join(step.proc.args[1:])}\n{output.rstrip()}"
+                )
+            self.say(f"  ok  {step.title} ({time.monotonic() - step.started:.1f} s)")
+            if step.show and output.strip():
+                self.say("\n".join("        " + line for line in output.rstrip().splitlines()))
         return outputs
+
+    def kill_steps(self) -> None:
+        for step in self.steps:
+            if step.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(step.proc.pid, signal.SIGKILL)
+                step.proc.wait()
+            step.log.close()
+        self.steps.clear()
 
     def wait_for_port(self, name: str, port: int, timeout: float = 60) -> None:
         service = self.service(name)
         deadline = time.monotonic() + timeout
-        started = time.monotonic()
         while time.monotonic() < deadline:
             if not service.running():
                 raise CommandError(f"The {name} process exited (code {service.proc.returncode}).")
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
-                self.say(
-                    f"  ok  {name} answers on port {port} ({time.monotonic() - started:.1f} s more)"
-                )
+                took = time.monotonic() - service.started
+                self.say(f"  ok  {name} answers on port {port} ({took:.1f} s)")
                 return
             time.sleep(0.1)
         raise CommandError(f"The {name} process did not open port {port} in {timeout:.0f} s.")
@@ -376,10 +399,10 @@ class Command(BaseCommand):
             return
         first = [s for s in self.services if s.name != "aws"]
         last = [s for s in self.services if s.name == "aws"]
-        for group, grace in ((first, 15.0), (last, 5.0)):
+        for group, grace in ((first, 15.0), (last, 10.0)):
             for service in group:
                 if service.running():
-                    service.signal_group(signal.SIGTERM)
+                    service.terminate()
             deadline = time.monotonic() + grace
             while any(s.running() for s in group):
                 if self.hurry or time.monotonic() > deadline:

@@ -198,13 +198,11 @@ class Command(BaseCommand):
         for plan in plans:
             by_place[(plan.account_id, plan.region)].append(plan)
 
-        sessions = self._sessions(endpoint)
+        clients = self._ec2_clients(endpoint, sorted(by_place))
         updates: list[dict[str, Any]] = []
         created = 0
-        for (account_id, region), place_plans in sorted(by_place.items()):
-            ec2 = sessions[account_id].client(
-                "ec2", region_name=region, endpoint_url=endpoint, config=self._config()
-            )
+        for place, place_plans in sorted(by_place.items()):
+            ec2 = clients[place]
             created += self._seed_place(ec2, place_plans, updates)
         if updates:
             self._post(endpoint, "set-tunnels", {"tunnels": updates})
@@ -238,7 +236,10 @@ class Command(BaseCommand):
 
         return Config(retries={"mode": "standard", "max_attempts": 8})
 
-    def _sessions(self, endpoint: str) -> dict[str, Any]:
+    def _ec2_clients(
+        self, endpoint: str, places: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Any]:
+        """An EC2 client per (account, region): plain keys, or the assumed role's."""
         import boto3
 
         from maintenance.simulator import (
@@ -247,21 +248,32 @@ class Command(BaseCommand):
             SECOND_ACCOUNT_ROLE_ARN,
         )
 
-        # The simulator's fake credentials, never whatever the environment holds.
-        default = boto3.Session(
+        # The simulator's fake credentials, never whatever the environment holds. One
+        # session for all clients: each new session parses EC2's large model again.
+        session = boto3.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         )
-        sts = default.client("sts", endpoint_url=endpoint, config=self._config())
-        credentials = sts.assume_role(
-            RoleArn=SECOND_ACCOUNT_ROLE_ARN, RoleSessionName="vpnctl-seed"
-        )["Credentials"]
-        second = boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-            region_name="us-east-1",
-        )
-        return {DEFAULT_ACCOUNT_ID: default, SECOND_ACCOUNT_ID: second}
+        keys: dict[str, dict[str, str]] = {DEFAULT_ACCOUNT_ID: {}}
+        if any(account_id != DEFAULT_ACCOUNT_ID for account_id, _ in places):
+            sts = session.client("sts", endpoint_url=endpoint, config=self._config())
+            credentials = sts.assume_role(
+                RoleArn=SECOND_ACCOUNT_ROLE_ARN, RoleSessionName="vpnctl-seed"
+            )["Credentials"]
+            keys[SECOND_ACCOUNT_ID] = {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
+        return {
+            (account_id, region): session.client(
+                "ec2",
+                region_name=region,
+                endpoint_url=endpoint,
+                config=self._config(),
+                **keys[account_id],
+            )
+            for account_id, region in places
+        }
 
     def _seed_place(
         self, ec2: Any, plans: list[ConnectionPlan], updates: list[dict[str, Any]]
