@@ -719,10 +719,11 @@ class ChangeRequest(models.Model):
             refuse(
                 "window_end",
                 _(
-                    "The window must end before %(deadline)s UTC, when AWS applies the "
+                    "The window must end before %(deadline)s, when AWS applies the "
                     "maintenance by itself."
                 )
-                % {"deadline": deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M")},
+                # In the zone the user sees on the page (the middleware activates it).
+                % {"deadline": timezone.localtime(deadline).strftime("%Y-%m-%d %H:%M %Z")},
             )
 
         # Other requests on the same tunnel and on its sibling.

@@ -42,8 +42,21 @@ travelling in time does not hand out tokens.
   lifecycle control on or off while maintenance is pending starts the replacement at once,
   unless ``SkipTunnelReplacement`` is passed when turning it on; turning it off with
   ``SkipTunnelReplacement`` while maintenance is pending is ``InvalidParameterCombination``.
+- Either call on a connection that is ``modifying`` answers ``IncorrectState``; an unknown
+  connection ``InvalidVpnConnectionID.NotFound``; a tunnel address not of that connection
+  ``InvalidParameterValue``.
 - A tunnel has a steady status (``UP``, or ``DOWN`` when the customer side is broken); an
   interruption takes it ``DOWN`` and it settles back to its steady status afterwards.
+
+Calls and their outcomes
+------------------------
+Each call of the five actions, in this order: throttled (``RequestLimitExceeded``, HTTP 503),
+or answered by an injected fault, or ``DryRunOperation`` (HTTP 412) if ``DryRun``, or handled.
+It is logged as a ``CallRecord`` whose outcome is ``"ok"`` only when AWS accepted it, so
+``SIMULATOR.calls("ReplaceVpnTunnel", outcome="ok")`` counts the changes that reached AWS.
+``inject_fault(..., applied=True)`` lets the call take effect and loses the answer (the
+ambiguous failure). Every answer carries its own request id, in the body and in
+``x-amzn-requestid``, as AWS's do.
 
 The simulator-only control channel
 ----------------------------------

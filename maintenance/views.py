@@ -192,3 +192,20 @@ def preferences(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Time zone saved."))
         return redirect("maintenance:preferences")
     return render(request, "maintenance/preferences.html", {"form": form, "now": timezone.now()})
+
+
+# --------------------------------------------------------------------------------------
+# Operations
+# --------------------------------------------------------------------------------------
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """For load balancers and the container HEALTHCHECK: the app answers, the DB too."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any database failure means "unhealthy"
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")
