@@ -305,10 +305,18 @@ def _evidence(execution: Execution | None) -> list[tuple[str, Any, Any]]:
 
 
 def _is_live(change: ChangeRequest, now: datetime) -> bool:
-    """Whether the page should keep refreshing: running, or approved with its window open."""
+    """Whether the page should keep refreshing: while the change can start or is running.
+
+    That is: running; approved with its window open; or waiting for an approval with its
+    window open ("as soon as approved"), since the last approval starts it at once and the
+    requester's open page should follow it without a reload.
+    """
     if change.status == ChangeStatus.RUNNING:
         return True
-    return change.status == ChangeStatus.APPROVED and change.window_is_open(now)
+    return change.status in (
+        ChangeStatus.APPROVED,
+        ChangeStatus.PENDING_APPROVAL,
+    ) and change.window_is_open(now)
 
 
 def _live_context(change: ChangeRequest) -> dict[str, Any]:

@@ -3,75 +3,21 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from maintenance import sync, tasks
 from maintenance.choices import ChangeKind, ChangeStatus
 from maintenance.models import ChangeRequest, Execution, Tunnel
 from maintenance.simulator import Timings, TunnelSpec
+from tests.cluster_helpers import SCHEDULER_PERIOD_SECONDS, kill, start_cluster, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cluster_env(endpoint: str) -> dict[str, str]:
-    """The worker process sees the test database and the simulated AWS server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        env["VPNCTL_SQLITE_PATH"] = str(db["NAME"])
-        env.pop("DATABASE_URL", None)
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        )
-    env.update(
-        {
-            "VPNCTL_MODE": "demo",
-            "VPNCTL_AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "VPNCTL_WATCH_INTERVAL_SECONDS": "1",
-            "VPNCTL_WATCH_TIMEOUT_MINUTES": "2",
-            "VPNCTL_Q_WORKERS": "1",
-        }
-    )
-    return env
-
-
-LOG = ROOT / "var" / f"qcluster-test-{os.getpid()}.log"
-
-
-def start_cluster(endpoint: str) -> subprocess.Popen:
-    with LOG.open("ab") as log:  # read it when a test here fails
-        return subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=cluster_env(endpoint),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: we can kill it and its workers
-        )
-
-
-def kill(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        return
-    process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -80,17 +26,6 @@ def cluster(aws_server) -> Iterator[list[subprocess.Popen]]:
     yield processes
     for process in processes:
         kill(process)
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    tail = LOG.read_text(errors="replace")[-3000:] if LOG.exists() else ""
-    raise AssertionError(f"gave up after {timeout} s; the cluster's log ends:\n{tail}")
 
 
 def make_request(aws, requester, approver) -> ChangeRequest:
@@ -124,8 +59,10 @@ def test_cluster_runs_an_approved_change(
     aws_server, accounts, cluster, requester, approver, settings
 ):
     # Looks at a running change are booked through django-q2's scheduler, which wakes
-    # every 15 s: the outage lasts long enough for a look to see the tunnel DOWN.
-    aws_server.configure(timings=Timings(replace_down_seconds=25, modify_seconds=1))
+    # every 30 s: the outage outlasts that, so a look is sure to see the tunnel DOWN.
+    aws_server.configure(
+        timings=Timings(replace_down_seconds=SCHEDULER_PERIOD_SECONDS + 10, modify_seconds=1)
+    )
     request = make_request(aws_server, requester, approver)
     cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
 

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -1002,11 +1003,57 @@ def test_start_server_on_a_taken_port_fails_at_once(aws_server, settings):
         start_server(port)
 
 
-# -- seed_simulator ------------------------------------------------------------------------
+# -- run_simulator and seed_simulator: the demo's simulated AWS ------------------------------
 
 
-def test_seed_simulator_creates_a_realistic_estate_once(aws_server, settings):
-    endpoint = settings.AWS_ENDPOINT_URL
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    """``manage.py run_simulator`` in its own process, as the demo runs it; yields its URL."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "PYTEST", "DJANGO_SETTINGS"))
+    }
+    env["VPNCTL_MODE"] = "demo"
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_simulator", "--port", "0", "--no-throttle"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    ).start()
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            if "listening on" in line:
+                url = line.split("listening on", 1)[1].strip()
+        yield url
+
+        # Stopped the way run_demo stops it.
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        output = []
+        while not lines.empty():
+            output.append(lines.get())
+        assert "stopped" in "".join(output)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_seed_simulator_fills_a_running_simulator_once(simulator_process, monkeypatch):
+    endpoint = simulator_process
+    assert endpoint.startswith("http://127.0.0.1:")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     out = StringIO()
 
     call_command("seed_simulator", endpoint=endpoint, connections=12, stdout=out)
@@ -1037,17 +1084,15 @@ def test_seed_simulator_creates_a_realistic_estate_once(aws_server, settings):
     with_pending = 0
     now = datetime.now(UTC)
     for client, c in connections:
-        deadlines = [
-            details["MaintenanceAutoAppliedAfter"]
-            for t in c["Options"]["TunnelOptions"]
-            if (details := replacement_status(client, c["VpnConnectionId"], t["OutsideIpAddress"]))[
-                "PendingMaintenance"
-            ]
-            == "Available"
-        ]
+        deadlines = []
+        for tunnel in c["Options"]["TunnelOptions"]:
+            details = replacement_status(client, c["VpnConnectionId"], tunnel["OutsideIpAddress"])
+            if details["PendingMaintenance"] == "Available":
+                deadlines.append(details["MaintenanceAutoAppliedAfter"])
         with_pending += bool(deadlines)
         assert all(now + timedelta(hours=23) < d < now + timedelta(days=31) for d in deadlines)
     assert with_pending == 4  # one in three
+    assert control(endpoint, "calls")["calls"]["GetVpnTunnelReplacementStatus"] == {"ok": 24}
 
 
 def test_seed_simulator_refuses_what_is_not_the_simulator():
@@ -1057,47 +1102,3 @@ def test_seed_simulator_refuses_what_is_not_the_simulator():
         call_command(
             "seed_simulator", endpoint="http://127.0.0.1:9", connections=1, stdout=StringIO()
         )
-
-
-# -- run_simulator -------------------------------------------------------------------------
-
-
-def test_run_simulator_serves_until_sigterm():
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "PYTEST", "DJANGO_SETTINGS"))
-    }
-    env["VPNCTL_MODE"] = "demo"
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_simulator", "--port", "0", "--no-throttle"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
-    try:
-        url = None
-        deadline = time.monotonic() + 30
-        while url is None:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if "listening on" in line:
-                url = line.split("listening on", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:")
-        assert control(url, "ping")["simulator"] == "vpnctl"
-
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    rest = []
-    while not lines.empty():
-        rest.append(lines.get())
-    assert "stopped" in "".join(rest)

@@ -567,6 +567,22 @@ def test_approved_request_waiting_for_its_window_does_not_poll(client, approver,
     assert 'data-live="false"' in html and 'http-equiv="refresh"' not in html
 
 
+def test_request_to_run_as_soon_as_approved_polls_while_it_waits(client, requester, tunnel):
+    # The last approval starts it at once: the requester's open page must follow it.
+    change = ChangeRequest.submit(
+        user=requester,
+        tunnel=tunnel,
+        kind=ChangeKind.REPLACE,
+        reason="now, please",
+        window_start=None,
+        window_end=timezone.now() + timedelta(hours=1),
+    )
+    login(client, requester)
+    html = client.get(page_url(change)).content.decode()
+    assert 'data-live="true"' in html and 'data-status="pending_approval"' in html
+    assert "This page updates itself" in text(client.get(page_url(change)))
+
+
 # ---------------------------------------------------------------------------------------
 # Lists, navigation, query counts
 # ---------------------------------------------------------------------------------------

@@ -246,7 +246,9 @@ SYNC_INTERVAL_MINUTES = env_int("VPNCTL_SYNC_INTERVAL_MINUTES", 15)
 # The change workflow.
 REQUIRED_APPROVALS = env_int("VPNCTL_REQUIRED_APPROVALS", 1)
 MIN_WINDOW_MINUTES = env_int("VPNCTL_MIN_WINDOW_MINUTES", 30)
-WATCH_INTERVAL_SECONDS = env_int("VPNCTL_WATCH_INTERVAL_SECONDS", 15)
+# django-q2's scheduler, which books each look, wakes every 30 s: a shorter interval
+# than that is rounded up to it.
+WATCH_INTERVAL_SECONDS = env_int("VPNCTL_WATCH_INTERVAL_SECONDS", 30)
 WATCH_TIMEOUT_MINUTES = env_int("VPNCTL_WATCH_TIMEOUT_MINUTES", 30)
 # After an unclear answer to a change (timeout, 5xx, lost worker), how long vpnctl waits
 # for any sign that AWS acted before it calls the change failed. It never re-sends.

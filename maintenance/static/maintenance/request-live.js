@@ -1,10 +1,12 @@
 // Keeps a request page's status, execution and timeline current while the change can run.
 // Polls the page's data-url (maintenance:request_timeline) every 3 s while data-live is
-// "true"; replaces [data-live-part="replace"] elements by id, appends new timeline items
+// "true" (every 10 s while the request still waits for an approval, which can take hours);
+// replaces [data-live-part="replace"] elements by id, appends new timeline items
 // (so a screen reader announces only what is new), and stops when the fragment says so.
 (function () {
   "use strict";
   var INTERVAL_MS = 3000;
+  var WAITING_INTERVAL_MS = 10000;
   var MAX_FAILURES = 20;
   var root = document.getElementById("request-live");
   if (!root || !window.fetch || !window.DOMParser) return;
@@ -30,7 +32,9 @@
   }
 
   function schedule() {
-    if (root.getAttribute("data-live") === "true") window.setTimeout(poll, INTERVAL_MS);
+    if (root.getAttribute("data-live") !== "true") return;
+    var waiting = root.getAttribute("data-status") === "pending_approval";
+    window.setTimeout(poll, waiting ? WAITING_INTERVAL_MS : INTERVAL_MS);
   }
 
   function poll() {
