@@ -30,6 +30,7 @@ print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependenc
         > /tmp/requirements.txt \
  && pip install --only-binary=:all: -r /tmp/requirements.txt
 COPY . .
+RUN python -m compileall -q maintenance vpnctl
 # Settings refuse to load without a real SECRET_KEY; this one exists only for this line
 # (nothing signed here is kept) and is not in the image's environment.
 RUN SECRET_KEY=build-time-only-throwaway-key-7f3c2e9a41b8d605 \

@@ -57,7 +57,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from maintenance import sync, tasks
+    from maintenance import sync
     from maintenance.choices import ChangeKind
     from maintenance.models import AwsAccount, ChangeRequest, Tunnel
     from maintenance.simulator import SIMULATOR, Timings, TunnelSpec, start_server

@@ -1,7 +1,7 @@
 """How close does a big inventory sync run to EC2's throttling floor?
 
     .venv/bin/python bench/sync.py [--connections 1000] [--scale F] [--concurrency N]
-                                   [--retry-mode standard|adaptive]
+                                   [--retry-mode standard|adaptive] [--no-pacing]
                                    [--simulator process|thread|in-process]
 
 Sets up the simulated AWS with N connections (2N tunnels) in one account and region, with
@@ -59,7 +59,7 @@ def configure_django(args: argparse.Namespace, workdir: str) -> None:
         {
             "VPNCTL_MODE": "demo",
             "DJANGO_SETTINGS_MODULE": "vpnctl.settings",
-            "VPNCTL_AWS_READ_RATE": str(READ_REFILL * scale),
+            "VPNCTL_AWS_READ_RATE": "0" if args.no_pacing else str(READ_REFILL * scale),
             "VPNCTL_AWS_READ_BURST": str(READ_BURST * scale),
             "VPNCTL_AWS_WRITE_RATE": str(WRITE_REFILL * scale),
             "VPNCTL_AWS_WRITE_BURST": str(WRITE_BURST * scale),
@@ -236,6 +236,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="AWS_SYNC_CONCURRENCY")
     parser.add_argument("--retry-mode", default="standard", choices=["standard", "adaptive"])
     parser.add_argument(
+        "--no-pacing", action="store_true", help="turn vpnctl's client-side bucket off"
+    )
+    parser.add_argument(
         "--simulator", default="process", choices=["process", "thread", "in-process"]
     )
     args = parser.parse_args()
@@ -251,7 +254,7 @@ def main() -> None:
         f"sync of {args.connections} connections ({2 * args.connections} tunnels); "
         f"EC2 read bucket {burst:g} burst, {refill:g}/s (scale {args.scale:g}); "
         f"simulator: {args.simulator}; concurrency {args.concurrency}; "
-        f"retry mode {args.retry_mode}"
+        f"retry mode {args.retry_mode}; client-side pacing {'off' if args.no_pacing else 'on'}"
     )
     rows = [
         ("elapsed", f"{numbers['elapsed']:.2f} s"),

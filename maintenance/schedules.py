@@ -11,7 +11,7 @@ SWEEP = "vpnctl: start, expire and reconcile changes"
 
 
 def ensure_schedules() -> list[Schedule]:
-    """Create or update every schedule (``update_or_create``: ``schedule()`` fails on a duplicate)."""
+    """Create or update every schedule, by name (``schedule()`` would fail on a duplicate)."""
     now = timezone.now()
     wanted = [
         (SYNC, "maintenance.sync.scheduled_sync", settings.SYNC_INTERVAL_MINUTES),

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 NOT_FOUND = "InvalidVpnConnectionID.NotFound"
 
-# Fields copied from AWS onto our rows, compared to decide whether a row changed.
+# A connection's fields copied from AWS, compared to decide whether its row changed.
 CONNECTION_FIELDS = (
     "name",
     "tags",
@@ -51,18 +51,6 @@ CONNECTION_FIELDS = (
     "customer_gateway_id",
     "vpn_gateway_id",
     "transit_gateway_id",
-)
-TELEMETRY_FIELDS = (
-    "lifecycle_control",
-    "status",
-    "status_message",
-    "last_status_change",
-    "accepted_route_count",
-)
-MAINTENANCE_FIELDS = (
-    "pending_maintenance",
-    "maintenance_auto_applied_after",
-    "last_maintenance_applied",
 )
 
 
@@ -291,6 +279,15 @@ def _plan_tunnels(
     return any_change
 
 
+def _unusable(info: aws.ConnectionInfo) -> str:
+    """Why a connection that AWS described cannot be stored as it is ("" if it can)."""
+    if info.state not in ConnectionState.values:
+        return f"unexpected state {info.state!r}"
+    if len(info.vpn_connection_id) > VpnConnection._meta.get_field("vpn_connection_id").max_length:
+        return "the connection id is too long"
+    return ""
+
+
 def _plan(
     account: AwsAccount,
     region: str,
@@ -308,13 +305,11 @@ def _plan(
     answered: set[str] = set()
     for info in fetched.connections:
         connection_id = info.vpn_connection_id
-        if info.state not in ConnectionState.values or len(connection_id) > 64:
+        problem = _unusable(info)
+        if problem:
             fetched.errors.append(
                 _error(
-                    connection_id[:64],
-                    f"unexpected state {info.state!r}",
-                    "MalformedAnswer",
-                    action="DescribeVpnConnections",
+                    connection_id[:64], problem, "MalformedAnswer", action="DescribeVpnConnections"
                 )
             )
             fetched.untrusted.add(connection_id)

@@ -16,8 +16,12 @@ if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys; sys.exit(sy
 fi
 if [ ! -x "$VENV/bin/python" ]; then
     if ! command -v "$PYTHON" >/dev/null 2>&1; then
-        echo "ensure-venv: $PYTHON not found; vpnctl needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
-        exit 1
+        if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            PYTHON=python3
+        else
+            echo "ensure-venv: $PYTHON not found; vpnctl needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
+            exit 1
+        fi
     fi
     echo "ensure-venv: creating $VENV with $("$PYTHON" --version)"
     "$PYTHON" -m venv "$VENV"

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from moto.sts.models import sts_backends
 
 from maintenance import aws as aws_api
@@ -410,14 +411,54 @@ def test_assume_role_sends_external_id_and_session_name(aws, accounts):
 
     aws_api.list_connections(account, REGION)
 
-    roles = [
+    roles = _assumed_roles()
+    assert [(r.role_arn, r.session_name, r.external_id) for r in roles] == [
+        (account.role_arn, "vpnctl", "vpnctl-ext-42")
+    ]
+
+
+def _assumed_roles() -> list:
+    return [
         role
         for backend in sts_backends[SECOND_ACCOUNT_ID].values()
         for role in backend.assumed_roles
     ]
-    assert [(r.role_arn, r.session_name, r.external_id) for r in roles] == [
-        (account.role_arn, "vpnctl", "vpnctl-ext-42")
-    ]
+
+
+def test_assumed_role_credentials_are_refreshed_before_they_expire(aws, accounts):
+    aws.create_connection(region=REGION, account_id=SECOND_ACCOUNT_ID)
+    aws_list(accounts["second"])
+    aws_list(accounts["second"])
+    assert len(_assumed_roles()) == 1  # cached, not assumed for every call
+
+    # moto's role credentials last an hour; botocore renews them in the last 15 minutes.
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=50)):
+        connections, _ = aws_list(accounts["second"])
+
+    assert len(connections) == 1
+    assert len(_assumed_roles()) == 2
+
+
+def test_sts_goes_to_the_endpoint_override_and_its_failure_is_an_auth_error(
+    aws_server, accounts, settings
+):
+    """Before a mutating call the role is assumed first: an STS failure sends nothing."""
+    connection_id = aws_server.create_connection(
+        region=REGION, account_id=SECOND_ACCOUNT_ID, tunnels=_pending_tunnels()
+    )
+    ip = aws_server.tunnel_ips(connection_id)[0]
+    # Nothing listens there. Had STS ignored the override, mock_aws (still active under
+    # the server) would have answered it, and the failure would be EC2's: ambiguous.
+    settings.AWS_ENDPOINT_URL = "http://127.0.0.1:9"
+    settings.AWS_READ_MAX_ATTEMPTS = 1
+    aws_api.reset_clients()
+
+    with pytest.raises(aws_api.AwsAuthError) as caught:
+        aws_api.replace_tunnel(accounts["second"], REGION, connection_id, ip)
+
+    assert caught.value.code == "EndpointConnectionError"
+    assert aws_server.calls("ReplaceVpnTunnel") == 0
+    assert _assumed_roles() == []
 
 
 def test_one_client_per_account_region_and_kind_even_across_threads(aws, accounts):

@@ -171,7 +171,9 @@ def port_is_free(port: int) -> bool:
 
 def processes_with_env(marker: str) -> list[str]:
     """Command lines of the processes whose environment contains `marker` (Linux)."""
-    found = []
+    found: list[str] = []
+    if not Path("/proc/self/environ").exists():
+        return found
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue

@@ -1,4 +1,4 @@
-"""vpnctl's URLs: the app, the admin, login and logout."""
+"""vpnctl's URLs: the app, the admin, login and logout, and the language switch."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -12,4 +12,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz/", healthz, name="healthz"),
+    # set_language: the header's language selector posts here.
+    path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -16,7 +16,8 @@ class Command(BaseCommand):
             if bad is not None:
                 raise CommandError(
                     f"audit chain BROKEN at event #{bad.seq} (id {bad.pk}, {bad.action}, "
-                    f"{bad.at:%Y-%m-%d %H:%M:%S} UTC): {why}. {checked} events before it are intact."
+                    f"{bad.at:%Y-%m-%d %H:%M:%S} UTC): {why}. "
+                    f"{checked} events before it are intact."
                 )
             raise CommandError(f"audit chain BROKEN: {why}")
         self.stdout.write(self.style.SUCCESS(f"audit chain intact: {checked} events verified"))
