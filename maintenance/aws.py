@@ -348,10 +348,12 @@ _buckets: dict[tuple[str, ...], TokenBucket] = {}
 
 def reset_clients() -> None:
     """Forget every cached session, client and rate bucket (tests; credential changes)."""
+    global _loader
     with _lock:
         _sessions.clear()
         _clients.clear()
         _buckets.clear()
+        _loader = None
 
 
 def _endpoint_url() -> str | None:
@@ -396,13 +398,38 @@ class _FixedCredentialProvider(CredentialProvider):
         return self._credentials
 
 
+_loader: Any = None
+
+
+def _new_session() -> botocore.session.Session:
+    """A botocore session sharing one model loader: EC2's models are parsed once per process."""
+    global _loader
+    session = botocore.session.Session()
+    if _loader is None:
+        _loader = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _loader)
+    return session
+
+
+def warm_up(account: Any, region: str) -> None:
+    """Build an account's clients for a region now, so the first change does not wait.
+
+    Loading boto3 and EC2's service model takes about a second; a worker does it when it
+    starts (see ``maintenance.apps``) instead of while an approved change waits. No AWS
+    call is made.
+    """
+    _client(account, region, READ)
+    _client(account, region, WRITE)
+
+
 def _session(account: Any, region: str) -> botocore.session.Session:
     """The botocore session for an account: one per account, cached (caller holds _lock)."""
     key = (*_account_key(account), _endpoint_url() or "")
     session = _sessions.get(key)
     if session is not None:
         return session
-    base = botocore.session.Session()
+    base = _new_session()
     if not account.role_arn:
         session = base
     else:
@@ -428,7 +455,7 @@ def _session(account: Any, region: str) -> botocore.session.Session:
         credentials = DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
-        session = botocore.session.Session()
+        session = _new_session()
         session.register_component(
             "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
         )

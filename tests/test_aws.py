@@ -529,17 +529,18 @@ def _read_statuses_at_once(simulator, account, targets) -> float:
 
 @pytest.mark.parametrize("limiter", [True, False])
 def test_the_client_side_bucket_keeps_reads_under_ec2s_limit(aws, accounts, settings, limiter):
-    """Paced like EC2's own bucket, 40 simultaneous reads are (almost) never throttled.
+    """Paced a little under EC2's bucket, 40 simultaneous reads are (almost) never throttled.
 
     Without the client-side bucket the same reads bounce off RequestLimitExceeded and only
-    get through on the SDK's retries. (Pacing cannot promise zero: a stall between our
-    bucket and EC2's, such as a GC pause, lets a few paced calls arrive bunched.)
+    get through on the SDK's retries. Pacing cannot promise zero: a stall between our
+    bucket and EC2's (a GC pause, a busy CPU) lets paced calls arrive bunched, which the
+    headroom (a smaller burst, 90 % of the rate) absorbs.
     """
-    throttling = Throttling(read_capacity=5, read_refill=40)
+    throttling = Throttling(read_capacity=8, read_refill=40)
     aws.configure(throttling=throttling)
     settings.AWS_READ_RETRY_MODE = "standard"
-    settings.AWS_READ_BURST = throttling.read_capacity
-    settings.AWS_READ_RATE = throttling.read_refill if limiter else 0
+    settings.AWS_READ_BURST = 5
+    settings.AWS_READ_RATE = 36 if limiter else 0
     connection_ids = [aws.create_connection(region=REGION) for _ in range(20)]
     targets = [(c, ip) for c in connection_ids for ip in aws.tunnel_ips(c)]
     # One call first, so that moto's first-use set-up is not part of the measurement.
@@ -550,7 +551,7 @@ def test_the_client_side_bucket_keeps_reads_under_ec2s_limit(aws, accounts, sett
     assert aws.calls("GetVpnTunnelReplacementStatus", outcome="ok") == 40
     throttled = aws.calls(outcome="throttled")
     if limiter:
-        assert throttled <= 2
-        assert elapsed >= (39 - 4) / 40 * 0.9
+        assert throttled <= 1
+        assert elapsed >= (39 - 5) / 36 * 0.9
     else:
         assert throttled >= 10

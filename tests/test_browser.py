@@ -22,6 +22,7 @@ import subprocess
 import time
 import zoneinfo
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -126,14 +127,11 @@ def cluster(aws_server, scene, settings) -> Iterator[subprocess.Popen]:
     kill(process)
 
 
-@pytest.fixture
-def browser(chromium, monkeypatch) -> Iterator[Browser]:
-    # Playwright's sync API drives its own asyncio loop from this thread, so Django sees a
-    # "running event loop" here and refuses ORM calls (SynchronousOnlyOperation) although
-    # this code is plain synchronous code and no coroutine shares the connection.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@contextmanager
+def headless_chromium(executable: str) -> Iterator[Browser]:
+    """Debian's Chromium through Playwright's sync API, closed whatever happens."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
         try:
             yield browser
         finally:
@@ -160,17 +158,34 @@ def local_input(moment: datetime) -> str:
 
 
 def test_request_approve_and_watch_it_run(
-    chromium, live_server, scene, cluster, requester, approver, aws_server, browser
+    chromium, live_server, scene, cluster, requester, approver, aws_server
 ):
+    # Playwright's sync API runs an asyncio loop in this thread while the browser is open:
+    # Django refuses ORM calls then (SynchronousOnlyOperation), and a connection opened under
+    # DJANGO_ALLOW_ASYNC_UNSAFE would belong to another context, which the test database's
+    # teardown cannot close (PostgreSQL then refuses to drop it). So the database is read
+    # before the browser opens and after it has closed, never in between.
+    with headless_chromium(chromium) as browser:
+        pk = walk_through(browser, live_server.url, scene, requester.username, approver.username)
+
+    assert aws_server.calls("ReplaceVpnTunnel", outcome="ok") == 1
+    change = ChangeRequest.objects.select_related("execution").get(pk=pk)
+    assert change.status == ChangeStatus.SUCCEEDED
+    # The worker process ran it, not this one.
+    assert change.execution.worker.split(":")[1] != str(os.getpid())
+
+
+def walk_through(browser: Browser, url: str, scene: Scene, requester: str, approver: str) -> int:
+    """Steps 2 to 4 in the browser; returns the request's number."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    rei = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    aiko = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    rei = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
+    aiko = browser.new_context(base_url=url, viewport={"width": 390, "height": 844})
     rei.set_default_timeout(20_000)
     aiko.set_default_timeout(20_000)
     page = rei.new_page()
     try:
         # 2. The requester asks for the change.
-        log_in(page, requester.username)
+        log_in(page, requester)
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Connections").click()
         page.get_by_role("link", name=scene.connection_id).click()
         expect(page.get_by_role("heading", name=f"Tunnel 1 — {scene.pending_ip}")).to_be_visible()
@@ -202,7 +217,7 @@ def test_request_approve_and_watch_it_run(
 
         # 3. The approver, in a browser context of their own, approves it.
         other = aiko.new_page()
-        log_in(other, approver.username)
+        log_in(other, approver)
         other.get_by_role("link", name="Waiting for my approval").click()
         other.get_by_role("link", name=f"#{pk} Apply pending maintenance").click()
         expect(other.get_by_role("heading", level=1)).to_contain_text(f"Request #{pk}")
@@ -219,7 +234,7 @@ def test_request_approve_and_watch_it_run(
             return max(1.0, deadline - time.monotonic()) * 1000
 
         timeline = page.get_by_role("region", name="Timeline")
-        expect(timeline).to_contain_text("aiko approved", timeout=left_ms())
+        expect(timeline).to_contain_text(f"{approver} approved", timeout=left_ms())
         expect(timeline).to_contain_text(
             f"Tunnel {scene.pending_ip} is DOWN: AWS is working on it.", timeout=left_ms()
         )
@@ -240,9 +255,4 @@ def test_request_approve_and_watch_it_run(
     finally:
         rei.close()
         aiko.close()
-
-    assert aws_server.calls("ReplaceVpnTunnel", outcome="ok") == 1
-    change = ChangeRequest.objects.select_related("execution").get(pk=pk)
-    assert change.status == ChangeStatus.SUCCEEDED
-    # The worker process ran it, not this one.
-    assert change.execution.worker.split(":")[1] != str(os.getpid())
+    return pk

@@ -1,0 +1,29 @@
+"""Signal receivers, connected when the app is ready."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import receiver
+from django_q.signals import post_spawn
+
+log = logging.getLogger(__name__)
+
+
+@receiver(post_spawn, dispatch_uid="vpnctl-warm-up-worker")
+def warm_up_worker(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
+    """A django-q2 worker has started: build its AWS clients before a change waits for them.
+
+    Without this, the first change a worker runs pays about a second to import boto3 and
+    load EC2's service model (bench/queue_latency.py measures the difference).
+    """
+    from . import aws, tasks  # noqa: F401 - imports the task code itself, too
+    from .models import AwsAccount
+
+    for account in AwsAccount.objects.filter(enabled=True):
+        for region in account.regions:
+            try:
+                aws.warm_up(account, region)
+            except Exception:  # noqa: BLE001 - a worker must start even if AWS setup fails
+                log.warning("could not prepare AWS clients for %s %s", account.name, region)
