@@ -513,13 +513,16 @@ def test_token_bucket_spends_the_burst_then_paces_at_the_rate():
     assert aws_api.TokenBucket(rate=0, burst=1).reserve() == 0  # 0 turns it off
 
 
-def _read_statuses_at_once(simulator, account, targets) -> float:
-    """Ask for every target's replacement status from its own thread; return the seconds."""
+def _read_statuses_at_once(account, targets) -> float:
+    """Ask for every target's replacement status, all threads released together."""
+    start = threading.Barrier(len(targets))
+
+    def read(connection_id: str, ip: str) -> None:
+        start.wait()
+        aws_api.get_replacement_status(account, REGION, connection_id, ip)
+
     started = time.monotonic()
-    threads = [
-        threading.Thread(target=aws_api.get_replacement_status, args=(account, REGION, c, ip))
-        for c, ip in targets
-    ]
+    threads = [threading.Thread(target=read, args=target) for target in targets]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -546,7 +549,7 @@ def test_the_client_side_bucket_keeps_reads_under_ec2s_limit(aws, accounts, sett
     # One call first, so that moto's first-use set-up is not part of the measurement.
     aws_api.get_replacement_status(accounts["default"], REGION, *targets.pop())
 
-    elapsed = _read_statuses_at_once(aws, accounts["default"], targets)
+    elapsed = _read_statuses_at_once(accounts["default"], targets)
 
     assert aws.calls("GetVpnTunnelReplacementStatus", outcome="ok") == 40
     throttled = aws.calls(outcome="throttled")
@@ -554,4 +557,4 @@ def test_the_client_side_bucket_keeps_reads_under_ec2s_limit(aws, accounts, sett
         assert throttled <= 1
         assert elapsed >= (39 - 5) / 36 * 0.9
     else:
-        assert throttled >= 10
+        assert throttled >= 5
