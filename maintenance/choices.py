@@ -65,8 +65,9 @@ ChangeStatus.CANCELLABLE = frozenset({ChangeStatus.PENDING_APPROVAL, ChangeStatu
 
 
 class Decision(models.TextChoices):
-    APPROVE = "approve", _("Approve")
-    REJECT = "reject", _("Reject")
+    # Labels name what was decided; the buttons have their own words ("Approve", "Reject").
+    APPROVE = "approve", _("Approved")
+    REJECT = "reject", _("Rejected")
 
 
 class ExecutionOutcome(models.TextChoices):

@@ -72,7 +72,7 @@ def _enqueue_watch(execution_pk: int, generation: int, delay: float = 0) -> None
     """Book the next look at a running change, `delay` seconds from now.
 
     django-q2 has no delayed tasks; a one-off Schedule is its way to run one later (its
-    scheduler looks every 15 s or so, which sets the finest watch interval). In django-q2's
+    scheduler looks every 30 s, which sets the finest watch interval). In django-q2's
     sync mode (tests), everything runs inline, the wait included.
     """
     name = f"vpnctl watch {execution_pk} #{generation}"

@@ -283,7 +283,7 @@ def test_requester_is_told_of_the_decision(request_, approver, django_capture_on
         request_.approve(user=approver, comment="go")
     assert [m.to for m in mail.outbox] == [["rei@example.com"]]
     assert "approved" in mail.outbox[0].subject
-    assert "aiko: Approve — go" in mail.outbox[0].body
+    assert "aiko: Approved — go" in mail.outbox[0].body
 
 
 # -- cancelling and expiring --------------------------------------------------------------

@@ -3,6 +3,9 @@
 // "true" (every 10 s while the request still waits for an approval, which can take hours);
 // replaces [data-live-part="replace"] elements by id, appends new timeline items
 // (so a screen reader announces only what is new), and stops when the fragment says so.
+// When the status changes (approved, running, finished), the rest of the page (approvals,
+// the buttons one may still press) is out of date too: it is fetched again and swapped in
+// without a reload, so nobody loses their place.
 (function () {
   "use strict";
   var INTERVAL_MS = 3000;
@@ -12,6 +15,7 @@
   if (!root || !window.fetch || !window.DOMParser) return;
   var url = root.getAttribute("data-url");
   var failures = 0;
+  var shownStatus = root.getAttribute("data-status");
 
   function apply(fresh) {
     fresh.querySelectorAll("[data-live-part]").forEach(function (part) {
@@ -48,6 +52,31 @@
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("request-live");
         if (fresh) apply(fresh);
+        if (fresh && fresh.getAttribute("data-status") !== shownStatus) {
+          refreshPage();
+        } else {
+          schedule();
+        }
+      })
+      .catch(function () {
+        failures += 1;
+        if (failures < MAX_FAILURES) schedule();
+      });
+  }
+
+  function refreshPage() {
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var main = document.querySelector("main");
+        var freshMain = doc.querySelector("main");
+        if (main && freshMain) main.innerHTML = freshMain.innerHTML;
+        root = document.getElementById("request-live") || root;
+        shownStatus = root.getAttribute("data-status");
         schedule();
       })
       .catch(function () {
