@@ -580,6 +580,14 @@ class ChangeRequest(models.Model):
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
     approved_at = models.DateTimeField(_("approved"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    batch = models.ForeignKey(
+        "ChangeBatch",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="requests",
+        verbose_name=_("batch"),
+    )
 
     objects = ChangeRequestQuerySet.as_manager()
 
@@ -1485,3 +1493,105 @@ def _enqueue_execution(request_pk: int) -> None:
     from . import tasks
 
     tasks.enqueue_execution(request_pk)
+
+
+# --------------------------------------------------------------------------------------
+# Operations: blackouts, calendar feeds, reminders, batches
+# --------------------------------------------------------------------------------------
+
+
+class BlackoutPeriod(models.Model):
+    """A time when no change window may be open (for every account, or for one)."""
+
+    name = models.CharField(_("name"), max_length=200)
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    account = models.ForeignKey(
+        AwsAccount,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="blackouts",
+        verbose_name=_("account"),
+        help_text=_("Empty: the blackout applies to every account."),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["starts_at"]
+        verbose_name = _("blackout period")
+        verbose_name_plural = _("blackout periods")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="blackout_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CalendarFeed(models.Model):
+    """A user's secret iCalendar URL; revoking it makes the URL answer 404."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="calendar_feeds"
+    )
+    token = models.CharField(_("token"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("calendar feed")
+        verbose_name_plural = _("calendar feeds")
+
+    def __str__(self) -> str:
+        return f"calendar feed of {self.user_id}"
+
+
+class ReminderSent(models.Model):
+    """The deadline reminder one person got on one day (at most one a day)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(_("day"))
+    tunnels = models.JSONField(_("tunnels"), default=list)
+    sent_at = models.DateTimeField(_("sent"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = _("reminder sent")
+        verbose_name_plural = _("reminders sent")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day"], name="one_reminder_per_user_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"reminder to {self.user_id} on {self.day}"
+
+
+class ChangeBatch(models.Model):
+    """Lifecycle control for many tunnels, requested and approved together.
+
+    Its requests run one tunnel of a connection at a time: the second waits until the
+    first has succeeded and its tunnel is UP, and does not start if the first failed.
+    """
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="change_batches"
+    )
+    reason = models.TextField(_("reason"))
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("change batch")
+        verbose_name_plural = _("change batches")
+
+    def __str__(self) -> str:
+        return f"batch #{self.pk}"
