@@ -16,7 +16,7 @@ from django_q.conf import Conf
 
 from maintenance import sync, tasks
 from maintenance.choices import AuditAction, ChangeKind, ChangeStatus, PendingMaintenance
-from maintenance.models import AuditEvent, ChangeRequest, Execution, Tunnel
+from maintenance.models import AuditEvent, ChangeRequest, Execution, Tunnel, VpnConnection
 from maintenance.simulator import TunnelSpec
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -224,11 +224,14 @@ def test_maintenance_applied_by_aws_before_the_window_supersedes(
 ):
     connection_id, tunnel, _ = make_world(aws, accounts)
     request = approved_request(tunnel, requester, approver)
+    # vpnctl has known the connection for a day; AWS applied the maintenance a minute ago
+    # (AWS reports whole seconds, so "now" could look older than a sync a moment ago).
+    VpnConnection.objects.update(first_seen=timezone.now() - timedelta(days=1))
     aws.set_tunnel(
         connection_id,
         tunnel.outside_ip,
         pending_maintenance="None",
-        last_applied=timezone.now(),
+        last_applied=timezone.now() - timedelta(minutes=1),
     )
     assert execute(request) == ChangeStatus.SUPERSEDED
     request.refresh_from_db()
