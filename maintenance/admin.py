@@ -20,6 +20,8 @@ from .models import (
     Approval,
     AuditEvent,
     AwsAccount,
+    BlackoutPeriod,
+    CalendarFeed,
     ChangeRequest,
     Execution,
     ExecutionStep,
@@ -224,3 +226,31 @@ class UserProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "time_zone"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
+
+
+@admin.register(BlackoutPeriod)
+class BlackoutPeriodAdmin(admin.ModelAdmin):
+    """Times when no change window may be open; ChangeRequest.check_rules refuses overlaps."""
+
+    list_display = ["name", "starts_at", "ends_at", "account", "created_by"]
+    list_filter = ["account"]
+    search_fields = ["name", "reason"]
+    list_select_related = ["account", "created_by"]
+    date_hierarchy = "starts_at"
+    fields = ["name", "starts_at", "ends_at", "account", "reason"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(CalendarFeed)
+class CalendarFeedAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Who has a calendar URL; the token itself is not shown (it is a credential)."""
+
+    list_display = ["user", "created_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
+    fields = ["user", "created_at", "revoked_at"]

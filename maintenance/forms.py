@@ -5,22 +5,58 @@ from __future__ import annotations
 import json
 import re
 import zoneinfo
+from datetime import datetime, timedelta
 from functools import cache
 
 from django import forms
 from django.db import connections
-from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import ConnectionState, PendingMaintenance, TunnelStatus
-from .models import AwsAccount, Tunnel, UserProfile, VpnConnection
+from .choices import (
+    AuditAction,
+    ChangeKind,
+    ChangeStatus,
+    ConnectionState,
+    PendingMaintenance,
+    TunnelStatus,
+)
+from .models import AuditEvent, AwsAccount, ChangeRequest, Tunnel, UserProfile, VpnConnection
 
 # ---------------------------------------------------------------------------------------
 # Inventory filters
 # ---------------------------------------------------------------------------------------
 
 YES_NO = [("", _("Any")), ("yes", _("Yes")), ("no", _("No"))]
+DEADLINE_DAYS = (3, 7, 30)
+AWS_APPLIED_DAYS = 30
+
+
+def planned_before_deadline() -> Exists:
+    """An approved or running change on the tunnel (OuterRef "pk") that applies its pending
+    maintenance before AWS would: a replacement, or lifecycle control turned on without
+    SkipTunnelReplacement (which applies it at once)."""
+    return Exists(
+        ChangeRequest.objects.filter(
+            tunnel=OuterRef("pk"), status__in=[ChangeStatus.APPROVED, ChangeStatus.RUNNING]
+        )
+        .filter(Q(kind=ChangeKind.REPLACE) | Q(skip_tunnel_replacement=False))
+        .filter(
+            Q(tunnel__maintenance_auto_applied_after__isnull=True)
+            | Q(window_start__lt=F("tunnel__maintenance_auto_applied_after"))
+        )
+    )
+
+
+def applied_by_aws_since(since: datetime) -> Exists:
+    """AWS applied maintenance to the tunnel (OuterRef "pk") itself since then."""
+    return Exists(
+        AuditEvent.objects.filter(
+            tunnel=OuterRef("pk"), action=AuditAction.MAINTENANCE_APPLIED_BY_AWS, at__gte=since
+        )
+    )
 
 
 class ConnectionFilterForm(forms.Form):
@@ -42,6 +78,29 @@ class ConnectionFilterForm(forms.Form):
     pending = forms.ChoiceField(label=_("Pending maintenance"), required=False, choices=YES_NO)
     lifecycle_off = forms.BooleanField(label=_("Lifecycle control off on a tunnel"), required=False)
     tunnel_down = forms.BooleanField(label=_("A tunnel is DOWN"), required=False)
+    deadline_within = forms.TypedChoiceField(
+        label=_("AWS applies maintenance itself"),
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[
+            ("", _("Any time")),
+            ("3", _("within 3 days")),
+            ("7", _("within 7 days")),
+            ("30", _("within 30 days")),
+        ],
+    )
+    no_approved_request = forms.BooleanField(
+        label=_("Pending maintenance with no approved change before AWS applies it"),
+        required=False,
+    )
+    both_down = forms.BooleanField(label=_("Both tunnels DOWN"), required=False)
+    half_lifecycle = forms.BooleanField(
+        label=_("Lifecycle control on one tunnel only"), required=False
+    )
+    aws_applied = forms.BooleanField(
+        label=_("AWS applied maintenance itself in the last 30 days"), required=False
+    )
     include_gone = forms.BooleanField(label=_("Include connections gone from AWS"), required=False)
 
     def __init__(self, *args, regions: list[str] | None = None, **kwargs) -> None:
@@ -70,6 +129,29 @@ class ConnectionFilterForm(forms.Form):
             qs = qs.filter(Exists(tunnels.filter(lifecycle_control=False)))
         if data.get("tunnel_down"):
             qs = qs.filter(Exists(tunnels.filter(status=TunnelStatus.DOWN)))
+        now = timezone.now()
+        # Deadline and "no approved change" name the same tunnel: one subquery for both.
+        if data.get("deadline_within") or data.get("no_approved_request"):
+            due = tunnels.filter(pending_maintenance=PendingMaintenance.AVAILABLE)
+            if data.get("deadline_within"):
+                due = due.filter(
+                    maintenance_auto_applied_after__lte=now
+                    + timedelta(days=data["deadline_within"])
+                )
+            if data.get("no_approved_request"):
+                due = due.filter(~planned_before_deadline())
+            qs = qs.filter(Exists(due))
+        if data.get("both_down"):
+            qs = qs.filter(Exists(tunnels.filter(status=TunnelStatus.DOWN))).exclude(
+                Exists(tunnels.exclude(status=TunnelStatus.DOWN))
+            )
+        if data.get("half_lifecycle"):
+            qs = qs.filter(Exists(tunnels.filter(lifecycle_control=True))).filter(
+                Exists(tunnels.filter(lifecycle_control=False))
+            )
+        if data.get("aws_applied"):
+            since = now - timedelta(days=AWS_APPLIED_DAYS)
+            qs = qs.filter(Exists(tunnels.filter(applied_by_aws_since(since))))
         if data.get("q"):
             qs = search_connections(qs, data["q"])
         return qs

@@ -684,8 +684,13 @@ class ChangeRequest(models.Model):
         skip_tunnel_replacement: bool,
         now: datetime,
         exclude_pk: int | None = None,
+        batch_id: int | None = None,
     ) -> None:
-        """Raise ValidationError, naming the field, for any rule this request would break."""
+        """Raise ValidationError, naming the field, for any rule this request would break.
+
+        `batch_id`: the request belongs to that batch, whose requests on the two tunnels of
+        a connection may share a window (the batch runs them one after the other).
+        """
         errors: dict[str, list[Any]] = {}
 
         def refuse(field: str, message: Any) -> None:
@@ -734,6 +739,28 @@ class ChangeRequest(models.Model):
                 % {"deadline": timezone.localtime(deadline).strftime("%Y-%m-%d %H:%M %Z")},
             )
 
+        # Blackouts: for every account, or for this connection's account.
+        blackout = (
+            BlackoutPeriod.objects.filter(starts_at__lt=window_end, ends_at__gt=window_start)
+            .filter(models.Q(account__isnull=True) | models.Q(account_id=connection.account_id))
+            .order_by("starts_at")
+            .first()
+        )
+        if blackout is not None:
+            refuse(
+                "window_start",
+                _(
+                    "The window overlaps the blackout “%(name)s” (%(start)s – %(end)s): "
+                    "no change may run then. Choose a window outside it."
+                )
+                # In the zone the user sees on the page (the middleware activates it).
+                % {
+                    "name": blackout.name,
+                    "start": timezone.localtime(blackout.starts_at).strftime("%Y-%m-%d %H:%M %Z"),
+                    "end": timezone.localtime(blackout.ends_at).strftime("%Y-%m-%d %H:%M %Z"),
+                },
+            )
+
         # Other requests on the same tunnel and on its sibling.
         others = ChangeRequest.objects.open().filter(tunnel__connection=connection)
         if exclude_pk is not None:
@@ -749,6 +776,7 @@ class ChangeRequest(models.Model):
             r
             for r in others
             if r.tunnel_id != tunnel.pk
+            and (batch_id is None or r.batch_id != batch_id)
             and r.window_start < window_end
             and r.window_end > window_start
         ]
@@ -780,6 +808,29 @@ class ChangeRequest(models.Model):
         skip_tunnel_replacement: bool = False,
     ) -> ChangeRequest:
         """Create a request in `pending_approval`, audited, and tell the approvers."""
+        window_start, start_when_approved, now = cls._check_submitter(
+            user, reason, window_start, start_when_approved
+        )
+        with transaction.atomic():
+            request = cls._create_checked(
+                user=user,
+                tunnel=tunnel,
+                kind=kind,
+                reason=reason,
+                window_start=window_start,
+                window_end=window_end,
+                start_when_approved=start_when_approved,
+                skip_tunnel_replacement=skip_tunnel_replacement,
+                now=now,
+            )
+            transaction.on_commit(lambda: _notify("request_submitted", request.pk), robust=True)
+        return request
+
+    @staticmethod
+    def _check_submitter(
+        user: Any, reason: str, window_start: datetime | None, start_when_approved: bool
+    ) -> tuple[datetime, bool, datetime]:
+        """What every submission checks first. Returns (window_start, start_when_approved, now)."""
         if not _has_perm(user, "maintenance.request_change"):
             raise PermissionDenied(_("You may not request changes."))
         if not (reason or "").strip():
@@ -787,50 +838,69 @@ class ChangeRequest(models.Model):
         now = timezone.now()
         if start_when_approved or window_start is None:
             start_when_approved, window_start = True, now
-        with transaction.atomic():
-            # Lock the connection so that two requests on its tunnels are checked one after
-            # the other (PostgreSQL; SQLite's IMMEDIATE transaction already serialises us).
-            VpnConnection.objects.select_for_update(no_key=True).filter(
-                pk=tunnel.connection_id
-            ).first()
-            tunnel = Tunnel.objects.select_related("connection__account").get(pk=tunnel.pk)
-            cls.check_rules(
-                tunnel=tunnel,
-                kind=kind,
-                window_start=window_start,
-                window_end=window_end,
-                skip_tunnel_replacement=skip_tunnel_replacement,
-                now=now,
-            )
-            request = cls(
-                kind=kind,
-                tunnel=tunnel,
-                skip_tunnel_replacement=skip_tunnel_replacement,
-                requester=user,
-                reason=reason.strip(),
-                window_start=window_start,
-                window_end=window_end,
-                start_when_approved=start_when_approved,
-                required_approvals=max(1, settings.REQUIRED_APPROVALS),
-                created_at=now,
-                updated_at=now,
-            )
-            request.fingerprint = request.compute_fingerprint()
-            request.save()
-            AuditEvent.record(
-                AuditAction.REQUEST_SUBMITTED,
-                actor=user,
-                change_request=request,
-                message=_("%(user)s requested: %(kind)s on %(tunnel)s")
-                % {
-                    "user": user.get_username(),
-                    "kind": request.get_kind_display(),
-                    "tunnel": tunnel,
-                },
-                details=request.audit_snapshot(),
-                at=now,
-            )
-            transaction.on_commit(lambda: _notify("request_submitted", request.pk), robust=True)
+        return window_start, start_when_approved, now
+
+    @classmethod
+    def _create_checked(
+        cls,
+        *,
+        user: Any,
+        tunnel: Tunnel,
+        kind: str,
+        reason: str,
+        window_start: datetime,
+        window_end: datetime,
+        start_when_approved: bool,
+        skip_tunnel_replacement: bool,
+        now: datetime,
+        batch: ChangeBatch | None = None,
+    ) -> ChangeRequest:
+        """Check the rules, create the request and audit it; call inside a transaction."""
+        # Lock the connection so that two requests on its tunnels are checked one after
+        # the other (PostgreSQL; SQLite's IMMEDIATE transaction already serialises us).
+        VpnConnection.objects.select_for_update(no_key=True).filter(pk=tunnel.connection_id).first()
+        tunnel = Tunnel.objects.select_related("connection__account").get(pk=tunnel.pk)
+        cls.check_rules(
+            tunnel=tunnel,
+            kind=kind,
+            window_start=window_start,
+            window_end=window_end,
+            skip_tunnel_replacement=skip_tunnel_replacement,
+            now=now,
+            batch_id=batch.pk if batch is not None else None,
+        )
+        request = cls(
+            kind=kind,
+            tunnel=tunnel,
+            skip_tunnel_replacement=skip_tunnel_replacement,
+            requester=user,
+            reason=reason.strip(),
+            window_start=window_start,
+            window_end=window_end,
+            start_when_approved=start_when_approved,
+            required_approvals=max(1, settings.REQUIRED_APPROVALS),
+            created_at=now,
+            updated_at=now,
+            batch=batch,
+        )
+        request.fingerprint = request.compute_fingerprint()
+        request.save()
+        details = request.audit_snapshot()
+        if batch is not None:
+            details["batch"] = batch.pk
+        AuditEvent.record(
+            AuditAction.REQUEST_SUBMITTED,
+            actor=user,
+            change_request=request,
+            message=_("%(user)s requested: %(kind)s on %(tunnel)s")
+            % {
+                "user": user.get_username(),
+                "kind": request.get_kind_display(),
+                "tunnel": tunnel,
+            },
+            details=details,
+            at=now,
+        )
         return request
 
     def audit_snapshot(self) -> dict[str, Any]:
@@ -894,6 +964,7 @@ class ChangeRequest(models.Model):
                 skip_tunnel_replacement=request.skip_tunnel_replacement,
                 now=now,
                 exclude_pk=request.pk,
+                batch_id=request.batch_id,
             )
             before = request.audit_snapshot()
             request.window_start, request.window_end = window_start, window_end
@@ -1344,6 +1415,11 @@ class Execution(models.Model):
                 at=now,
             )
             transaction.on_commit(lambda: _notify("request_finished", request.pk), robust=True)
+            if request.batch_id is not None:
+                # The batch's next tunnel on this connection waited for this one: start it
+                # now rather than at the sweeper's next minute (it runs only if this one
+                # succeeded; otherwise it ends blocked, without calling AWS).
+                transaction.on_commit(lambda: _enqueue_batch_followers(request))
         return True
 
     def block(self, reason: Any) -> bool:
@@ -1495,6 +1571,18 @@ def _enqueue_execution(request_pk: int) -> None:
     tasks.enqueue_execution(request_pk)
 
 
+def _enqueue_batch_followers(request: ChangeRequest) -> None:
+    """Queue the requests of the same batch and connection that wait for this one."""
+    followers = ChangeRequest.objects.filter(
+        batch_id=request.batch_id,
+        tunnel__connection_id=request.tunnel.connection_id,
+        status=ChangeStatus.APPROVED,
+        pk__gt=request.pk,
+    ).values_list("pk", flat=True)
+    for pk in followers:
+        _enqueue_execution(pk)
+
+
 # --------------------------------------------------------------------------------------
 # Operations: blackouts, calendar feeds, reminders, batches
 # --------------------------------------------------------------------------------------
@@ -1595,3 +1683,150 @@ class ChangeBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch #{self.pk}"
+
+    # -- requesting -------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        user: Any,
+        tunnels: list[Tunnel],
+        reason: str,
+        window_start: datetime | None,
+        window_end: datetime,
+        start_when_approved: bool = False,
+        skip_tunnel_replacement: bool = False,
+    ) -> ChangeBatch:
+        """Ask for lifecycle control on every tunnel given, in one batch, or on none.
+
+        Each request is checked and audited exactly as ChangeRequest.submit does it; if
+        any tunnel breaks a rule, nothing is created and the error names the tunnels.
+        """
+        window_start, start_when_approved, now = ChangeRequest._check_submitter(
+            user, reason, window_start, start_when_approved
+        )
+        unique = {t.pk: t for t in tunnels}
+        if not unique:
+            raise ValidationError(_("Choose at least one tunnel."))
+        ordered = sorted(
+            Tunnel.objects.filter(pk__in=unique).select_related("connection"),
+            key=lambda t: (t.connection.vpn_connection_id, t.connection_id, _ip_sort_key(t)),
+        )
+        # (field, message) -> the tunnels that broke it, so a rule broken by every tunnel
+        # (a window in the past, say) is said once, not once per tunnel.
+        broken: dict[tuple[str, str], list[str]] = {}
+        with transaction.atomic():
+            batch = cls.objects.create(requester=user, reason=reason.strip(), created_at=now)
+            requests = []
+            for tunnel in ordered:
+                try:
+                    requests.append(
+                        ChangeRequest._create_checked(
+                            user=user,
+                            tunnel=tunnel,
+                            kind=ChangeKind.ENABLE_LIFECYCLE,
+                            reason=reason,
+                            window_start=window_start,
+                            window_end=window_end,
+                            start_when_approved=start_when_approved,
+                            skip_tunnel_replacement=skip_tunnel_replacement,
+                            now=now,
+                            batch=batch,
+                        )
+                    )
+                except ValidationError as exc:
+                    for field, errors in exc.message_dict.items():
+                        for message in errors:
+                            broken.setdefault((field, message), []).append(str(tunnel))
+            if broken:
+                transaction.set_rollback(True)
+                raise ValidationError(_batch_errors(broken, len(ordered)))
+            first = requests[0]
+            # One email for the batch: it names the first request, whose page links here.
+            transaction.on_commit(lambda: _notify("request_submitted", first.pk), robust=True)
+        return batch
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def ordered_requests(self) -> list[ChangeRequest]:
+        """The batch's requests by connection, then tunnel 1 before tunnel 2 (prefetch-aware)."""
+        return sorted(self.requests.all(), key=lambda r: r.pk)
+
+    def can_decide(self, user: Any) -> bool:
+        """Whether `user` may approve or reject the batch now (uses prefetched approvals)."""
+        if not _has_perm(user, "maintenance.approve_change") or user.pk == self.requester_id:
+            return False
+        return any(
+            r.status == ChangeStatus.PENDING_APPROVAL
+            and not any(
+                a.approver_id == user.pk and a.fingerprint == r.fingerprint
+                for a in r.approvals.all()
+            )
+            for r in self.requests.all()
+        )
+
+    def approve(self, *, user: Any, comment: str = "") -> list[ChangeRequest]:
+        """Approve every request of the batch still waiting, together, or none of them."""
+        return self._decide(user=user, decision=Decision.APPROVE, comment=comment)
+
+    def reject(self, *, user: Any, comment: str = "") -> list[ChangeRequest]:
+        """Reject every request of the batch still waiting, together."""
+        return self._decide(user=user, decision=Decision.REJECT, comment=comment)
+
+    def _decide(self, *, user: Any, decision: str, comment: str) -> list[ChangeRequest]:
+        """Delegate to each request's own transition, all inside one transaction."""
+        if not _has_perm(user, "maintenance.approve_change"):
+            raise PermissionDenied(_("You may not approve or reject changes."))
+        if user.pk == self.requester_id:
+            raise ValidationError(_("You cannot approve or reject your own request."))
+        if decision == Decision.REJECT and not (comment or "").strip():
+            raise ValidationError({"comment": [_("Say why you reject it.")]})
+        with transaction.atomic():
+            waiting = list(
+                ChangeRequest.objects.filter(batch=self, status=ChangeStatus.PENDING_APPROVAL)
+                .select_related("tunnel__connection__account")
+                .order_by("pk")
+            )
+            if not waiting:
+                raise ValidationError(_("No request of this batch is waiting for a decision."))
+            decided = set(
+                Approval.objects.filter(
+                    change_request__in=waiting,
+                    approver=user,
+                    fingerprint=models.F("change_request__fingerprint"),
+                ).values_list("change_request_id", flat=True)
+            )
+            undecided = [r for r in waiting if r.pk not in decided]
+            if not undecided:
+                raise ValidationError(_("You have already decided on this batch."))
+            for request in undecided:
+                try:
+                    request._decide(user=user, decision=decision, comment=comment)
+                except ValidationError as exc:
+                    raise ValidationError(
+                        _("Request #%(pk)s: %(error)s")
+                        % {"pk": request.pk, "error": " ".join(exc.messages)}
+                    ) from exc
+        return undecided
+
+
+def _ip_sort_key(tunnel: Tunnel) -> tuple[int, ...]:
+    """Tunnel 1 before tunnel 2, as the connection page numbers them (by outside IP)."""
+    try:
+        return tuple(int(part) for part in tunnel.outside_ip.split("."))
+    except ValueError:
+        return (1 << 9,)
+
+
+def _batch_errors(broken: dict[tuple[str, str], list[str]], total: int) -> dict[str, list[str]]:
+    """The batch's refusal: each broken rule once, with the tunnels that broke it."""
+    errors: dict[str, list[str]] = {}
+    for (field, message), tunnels in broken.items():
+        if len(tunnels) < total or total == 1:
+            message = _("%(tunnels)s: %(error)s") % {
+                "tunnels": ", ".join(tunnels),
+                "error": message,
+            }
+        errors.setdefault(field, []).append(str(message))
+    return errors

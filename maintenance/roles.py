@@ -1,7 +1,7 @@
 """vpnctl's roles as Django groups, and the permissions each one holds.
 
-The migration 0002_roles creates them; ``sync_roles`` in this module is re-used by
-``make demo`` to bring old databases up to date.
+Data migrations (0002_roles, 0004_roles_blackouts) apply them with ``sync_roles``; a
+change here needs a new data migration that calls it again.
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "manage_changes",
         "add_awsaccount",
         "change_awsaccount",
+        "view_blackoutperiod",
+        "add_blackoutperiod",
+        "change_blackoutperiod",
+        "delete_blackoutperiod",
     ],
 }
 
 
-def sync_roles(group_model, permission_model) -> None:
+def sync_roles(group_model, permission_model, role_permissions=None) -> None:
     """Create the four groups and give each exactly its permissions."""
-    for role, codenames in ROLE_PERMISSIONS.items():
+    for role, codenames in (role_permissions or ROLE_PERMISSIONS).items():
         group, _ = group_model.objects.get_or_create(name=role)
         perms = permission_model.objects.filter(
             content_type__app_label="maintenance", codename__in=codenames

@@ -8,6 +8,7 @@ from django_q.models import Schedule
 
 SYNC = "vpnctl: sync inventory"
 SWEEP = "vpnctl: start, expire and reconcile changes"
+REMINDERS = "vpnctl: deadline reminders"
 
 
 def ensure_schedules() -> list[Schedule]:
@@ -31,4 +32,16 @@ def ensure_schedules() -> list[Schedule]:
         if created or schedule.next_run is None:
             Schedule.objects.filter(pk=schedule.pk).update(next_run=now)
         schedules.append(schedule)
+    # Once a day; the task itself sends at most one email per person per day.
+    reminders, created = Schedule.objects.update_or_create(
+        name=REMINDERS,
+        defaults={
+            "func": "maintenance.reminders.send_deadline_reminders",
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+        },
+    )
+    if created or reminders.next_run is None:
+        Schedule.objects.filter(pk=reminders.pk).update(next_run=now)
+    schedules.append(reminders)
     return schedules

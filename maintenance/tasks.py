@@ -123,10 +123,50 @@ def execute_change(request_pk: int, queued_as: str = "") -> str:
         return "expired"
     if request.window_start > now:
         return "window not open yet"
+    turn, reason = batch_turn(request) if request.batch_id is not None else ("go", "")
+    if turn == "wait":
+        # Not claimed: the sweeper (every minute) or the first tunnel's end queues it again.
+        return "waiting for the other tunnel of the batch"
     execution = request.claim(task_id=queued_as, worker=_worker_name())
     if execution is None:
         return "claimed by another worker"
+    if turn == "stop":
+        execution.block(reason)
+        return "blocked: the first tunnel's change did not succeed"
     return _run(execution)
+
+
+def batch_turn(request: ChangeRequest) -> tuple[str, str]:
+    """May this batch request start? ("go" | "wait" | "stop", reason).
+
+    A batch runs one tunnel of a connection at a time: a request waits for the batch's
+    earlier requests on the same connection until they have succeeded and their tunnel is
+    UP, and stops if one of them failed. One that never ran (cancelled, rejected,
+    expired) left its tunnel alone, so it does not hold the next one back. Across
+    connections nothing waits. The preflight's "nothing else running on the connection"
+    check stays as the last guard.
+    """
+    earlier = (
+        ChangeRequest.objects.filter(
+            batch_id=request.batch_id,
+            tunnel__connection_id=request.tunnel.connection_id,
+            pk__lt=request.pk,
+        )
+        .select_related("tunnel")
+        .order_by("pk")
+    )
+    for first in earlier:
+        if first.status in (ChangeStatus.FAILED, ChangeStatus.BLOCKED, ChangeStatus.TIMED_OUT):
+            return "stop", _(
+                "the first tunnel's change did not succeed (request #%(pk)s: %(status)s), "
+                "so this tunnel was left alone."
+            ) % {"pk": first.pk, "status": first.get_status_display()}
+        if first.status in ChangeStatus.OPEN:
+            return "wait", ""
+        done = first.status in (ChangeStatus.SUCCEEDED, ChangeStatus.SUPERSEDED)
+        if done and first.tunnel.status != TunnelStatus.UP:
+            return "wait", ""
+    return "go", ""
 
 
 def _run(execution: Execution) -> str:

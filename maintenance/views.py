@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from . import views_dashboard
 from .forms import ConnectionFilterForm, PreferencesForm
 from .models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection
 
@@ -54,7 +55,8 @@ def _ordered_tunnels(connection: VpnConnection) -> list[Tunnel]:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("maintenance:connections")
+    """The dashboard: what needs attention now (maintenance/views_dashboard.py)."""
+    return views_dashboard.dashboard(request)
 
 
 @dataclass

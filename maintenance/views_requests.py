@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from .calendar import upcoming_blackouts
 from .choices import ActorKind, ChangeKind, ChangeStatus, Decision, StepLevel
 from .forms_requests import (
     CancelForm,
@@ -147,6 +148,7 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
             "open_request": open_request,
             "zone_name": timezone.get_current_timezone_name(),
             "now": timezone.now(),
+            "blackouts": upcoming_blackouts(tunnel.connection.account_id, timezone.now()),
         },
     )
 

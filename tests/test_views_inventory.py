@@ -89,10 +89,11 @@ def test_someone_without_a_role_cannot_see_the_inventory(client, outsider):
     assert client.get(reverse("maintenance:sync_runs")).status_code == 403
 
 
-def test_home_goes_to_the_connections(rei):
+def test_home_is_the_dashboard(rei):
+    # The dashboard itself is tested in tests/test_dashboard.py.
     response = rei.get(reverse("maintenance:home"))
-    assert response.status_code == 302
-    assert response["Location"] == LIST_URL
+    assert response.status_code == 200
+    assert "<h1>Dashboard</h1>" in response.content.decode()
 
 
 def test_the_login_page_has_a_labelled_form(client, db):

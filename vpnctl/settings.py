@@ -249,6 +249,8 @@ SYNC_INTERVAL_MINUTES = env_int("VPNCTL_SYNC_INTERVAL_MINUTES", 15)
 # The change workflow.
 REQUIRED_APPROVALS = env_int("VPNCTL_REQUIRED_APPROVALS", 1)
 MIN_WINDOW_MINUTES = env_int("VPNCTL_MIN_WINDOW_MINUTES", 30)
+# Deadline reminders: pending maintenance whose AWS deadline is this many days away or less.
+REMINDER_DAYS = env_int("VPNCTL_REMINDER_DAYS", 7)
 # django-q2's scheduler, which books each look, wakes every 30 s: a shorter interval
 # than that is rounded up to it.
 WATCH_INTERVAL_SECONDS = env_int("VPNCTL_WATCH_INTERVAL_SECONDS", 30)

@@ -1,22 +1,66 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
+from maintenance.migrations._roles import roles_applier
 
-def create_roles(apps, schema_editor):
-    from maintenance.roles import sync_roles
-
-    # Permissions are normally created after all migrations; this one needs them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    sync_roles(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+ROLES = {
+    "requester": [
+        "view_awsaccount",
+        "view_vpnconnection",
+        "view_tunnel",
+        "view_syncrun",
+        "view_syncresult",
+        "view_changerequest",
+        "view_approval",
+        "view_execution",
+        "view_executionstep",
+        "request_change",
+    ],
+    "approver": [
+        "view_awsaccount",
+        "view_vpnconnection",
+        "view_tunnel",
+        "view_syncrun",
+        "view_syncresult",
+        "view_changerequest",
+        "view_approval",
+        "view_execution",
+        "view_executionstep",
+        "approve_change",
+    ],
+    "auditor": [
+        "view_awsaccount",
+        "view_vpnconnection",
+        "view_tunnel",
+        "view_syncrun",
+        "view_syncresult",
+        "view_changerequest",
+        "view_approval",
+        "view_execution",
+        "view_executionstep",
+        "view_auditevent",
+        "view_audit",
+    ],
+    "admin": [
+        "view_awsaccount",
+        "view_vpnconnection",
+        "view_tunnel",
+        "view_syncrun",
+        "view_syncresult",
+        "view_changerequest",
+        "view_approval",
+        "view_execution",
+        "view_executionstep",
+        "view_auditevent",
+        "view_audit",
+        "manage_changes",
+        "add_awsaccount",
+        "change_awsaccount",
+    ],
+}
 
 
 def remove_roles(apps, schema_editor):
-    from maintenance.roles import ROLE_PERMISSIONS
-
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_PERMISSIONS).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
 
 
 class Migration(migrations.Migration):
@@ -26,4 +70,4 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
     ]
 
-    operations = [migrations.RunPython(create_roles, remove_roles)]
+    operations = [migrations.RunPython(roles_applier(ROLES), remove_roles)]

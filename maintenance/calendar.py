@@ -1,0 +1,227 @@
+"""What goes on a calendar: change windows, AWS's own deadlines and blackouts.
+
+Used by the iCalendar feed (``build_ics``) and the timeline page; each reader asks for a
+period and gets plain ``CalendarEvent`` rows, read in a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from .choices import ChangeStatus, PendingMaintenance
+from .models import BlackoutPeriod, ChangeRequest, Tunnel, VpnConnection
+
+# Statuses whose window is going to happen (or is happening): what a calendar shows.
+SCHEDULED = (ChangeStatus.APPROVED, ChangeStatus.RUNNING)
+# AWS applies the maintenance "soon after" its deadline, in its own cycle: an hour-long
+# event marks the moment without pretending to know when AWS will act.
+DEADLINE_LENGTH = timedelta(hours=1)
+
+
+class Kind:
+    WINDOW = "window"
+    WAITING = "waiting"  # a window still waiting for approval (timeline only)
+    DEADLINE = "deadline"
+    BLACKOUT = "blackout"
+
+
+@dataclass
+class CalendarEvent:
+    uid: str
+    kind: str
+    start: datetime
+    end: datetime
+    summary: str
+    description: str
+    url: str
+    connection: VpnConnection | None = None
+    change: ChangeRequest | None = None
+    tunnel: Tunnel | None = None
+    blackout: BlackoutPeriod | None = None
+
+
+def _host() -> str:
+    return urlsplit(settings.SITE_URL).hostname or "vpnctl"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _connection_label(connection: VpnConnection) -> str:
+    if connection.name:
+        return f"{connection.vpn_connection_id} ({connection.name})"
+    return connection.vpn_connection_id
+
+
+def window_event(change: ChangeRequest) -> CalendarEvent:
+    tunnel = change.tunnel
+    connection = tunnel.connection
+    link = settings.SITE_URL + reverse("maintenance:request", args=[change.pk])
+    summary = _("#%(pk)s %(kind)s: %(connection)s tunnel %(ip)s") % {
+        "pk": change.pk,
+        "kind": change.get_kind_display(),
+        "connection": _connection_label(connection),
+        "ip": tunnel.outside_ip,
+    }
+    description = "\n".join(
+        [
+            _("Change window of request #%(pk)s (%(status)s).")
+            % {"pk": change.pk, "status": change.get_status_display()},
+            _("Account and region: %(account)s / %(region)s")
+            % {"account": connection.account.name, "region": connection.region},
+            _("Requested by %(user)s.") % {"user": change.requester.get_username()},
+            _("Details: %(link)s") % {"link": link},
+        ]
+    )
+    return CalendarEvent(
+        uid=f"change-{change.pk}@{_host()}",
+        kind=Kind.WINDOW if change.status in SCHEDULED else Kind.WAITING,
+        start=_utc(change.window_start),
+        end=_utc(change.window_end),
+        summary=summary,
+        description=description,
+        url=link,
+        connection=connection,
+        change=change,
+        tunnel=tunnel,
+    )
+
+
+def deadline_event(tunnel: Tunnel) -> CalendarEvent:
+    connection = tunnel.connection
+    deadline = _utc(tunnel.maintenance_auto_applied_after)
+    link = settings.SITE_URL + reverse("maintenance:connection", args=[connection.pk])
+    summary = _("AWS deadline: %(connection)s tunnel %(ip)s") % {
+        "connection": _connection_label(connection),
+        "ip": tunnel.outside_ip,
+    }
+    description = "\n".join(
+        [
+            _(
+                "After this moment AWS applies the pending maintenance to tunnel %(ip)s by "
+                "itself, in its regular cycle. Request a change with a window before it."
+            )
+            % {"ip": tunnel.outside_ip},
+            _("Account and region: %(account)s / %(region)s")
+            % {"account": connection.account.name, "region": connection.region},
+            _("Details: %(link)s") % {"link": link},
+        ]
+    )
+    return CalendarEvent(
+        # A new deadline (AWS moved it) is a new event; the old one drops out of the feed.
+        uid=f"deadline-{tunnel.pk}-{deadline:%Y%m%dT%H%M%SZ}@{_host()}",
+        kind=Kind.DEADLINE,
+        start=deadline,
+        end=deadline + DEADLINE_LENGTH,
+        summary=summary,
+        description=description,
+        url=link,
+        connection=connection,
+        tunnel=tunnel,
+    )
+
+
+def blackout_event(blackout: BlackoutPeriod) -> CalendarEvent:
+    if blackout.account_id:
+        scope = _("account %(account)s") % {"account": blackout.account.name}
+    else:
+        scope = _("every account")
+    return CalendarEvent(
+        uid=f"blackout-{blackout.pk}@{_host()}",
+        kind=Kind.BLACKOUT,
+        start=_utc(blackout.starts_at),
+        end=_utc(blackout.ends_at),
+        summary=_("Blackout: %(name)s (%(scope)s)") % {"name": blackout.name, "scope": scope},
+        description=blackout.reason,
+        url="",
+        blackout=blackout,
+    )
+
+
+def windows(start: datetime, end: datetime, statuses: Any = SCHEDULED) -> list[CalendarEvent]:
+    """Change windows overlapping [start, end), one query."""
+    qs = (
+        ChangeRequest.objects.filter(status__in=list(statuses))
+        .overlapping(start, end)
+        .select_related("tunnel__connection__account", "requester")
+        .order_by("window_start", "pk")
+    )
+    return [window_event(change) for change in qs]
+
+
+def deadlines(start: datetime, end: datetime) -> list[CalendarEvent]:
+    """Pending maintenance whose deadline falls in [start, end), one query."""
+    qs = (
+        Tunnel.objects.filter(
+            pending_maintenance=PendingMaintenance.AVAILABLE,
+            maintenance_auto_applied_after__gte=start,
+            maintenance_auto_applied_after__lt=end,
+            connection__gone_at__isnull=True,
+        )
+        .select_related("connection__account")
+        .order_by("maintenance_auto_applied_after", "pk")
+    )
+    return [deadline_event(tunnel) for tunnel in qs]
+
+
+def blackouts(start: datetime, end: datetime, account_id: int | None = None) -> list[Any]:
+    """Blackouts overlapping [start, end): all, or those that bind one account. One query."""
+    qs = BlackoutPeriod.objects.filter(starts_at__lt=end, ends_at__gt=start).select_related(
+        "account"
+    )
+    if account_id is not None:
+        qs = qs.filter(Q(account__isnull=True) | Q(account_id=account_id))
+    return list(qs.order_by("starts_at", "pk"))
+
+
+def feed_events(now: datetime) -> list[CalendarEvent]:
+    """Everything the iCalendar feed holds: recent and coming windows, coming deadlines."""
+    start = now - timedelta(days=30)
+    far = now + timedelta(days=3650)
+    return windows(start, far) + deadlines(now - timedelta(days=1), far)
+
+
+def build_ics(events: list[CalendarEvent], now: datetime) -> bytes:
+    """The events as an iCalendar document, every time in UTC."""
+    from icalendar import Calendar, Event
+
+    calendar = Calendar()
+    calendar.add("prodid", "-//vpnctl//VPN maintenance//EN")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", _("vpnctl: VPN maintenance"))
+    stamp = _utc(now)
+    for item in events:
+        event = Event()
+        event.add("uid", item.uid)
+        event.add("dtstamp", stamp)
+        event.add("dtstart", item.start)
+        event.add("dtend", item.end)
+        event.add("summary", item.summary)
+        event.add("description", item.description)
+        if item.url:
+            event.add("url", item.url)
+        if item.kind == Kind.DEADLINE:
+            event.add("categories", ["deadline"])
+            event.add("transp", "TRANSPARENT")
+        calendar.add_component(event)
+    return calendar.to_ical()
+
+
+def upcoming_blackouts(account_id: int, now: datetime, limit: int = 10) -> list[BlackoutPeriod]:
+    """Blackouts not over yet that bind this account (its own and the global ones)."""
+    return list(
+        BlackoutPeriod.objects.filter(ends_at__gt=now)
+        .filter(Q(account__isnull=True) | Q(account_id=account_id))
+        .select_related("account")
+        .order_by("starts_at", "pk")[:limit]
+    )

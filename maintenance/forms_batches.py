@@ -1,0 +1,77 @@
+"""The form that asks for lifecycle control on many tunnels at once (a ChangeBatch).
+
+Like the single request form it only parses; ChangeBatch.submit applies the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .forms_requests import SKIP_CHOICES, WindowForm
+from .models import Tunnel
+
+
+class BatchRequestForm(WindowForm):
+    """Reason, window and one skip-replacement choice, for every tunnel ticked."""
+
+    tunnels = forms.ModelMultipleChoiceField(
+        label=_("Tunnels"),
+        queryset=Tunnel.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose at least one tunnel.")},
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=4000,
+        help_text=_("Why this change, why now. Approvers read this first."),
+        error_messages={"required": _("Say why this change is needed.")},
+    )
+    skip_tunnel_replacement = forms.ChoiceField(
+        label=_("Pending maintenance"),
+        choices=SKIP_CHOICES,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "Applies to every tunnel of the batch. Turning lifecycle control on applies a "
+            "tunnel's pending maintenance at once, unless the replacement is skipped."
+        ),
+        error_messages={
+            "required": _("Choose whether pending maintenance is applied together with the switch.")
+        },
+    )
+
+    field_order = [
+        "tunnels",
+        "reason",
+        "window_start",
+        "window_end",
+        "start_when_approved",
+        "skip_tunnel_replacement",
+    ]
+
+    def __init__(self, *args: Any, tunnels: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tunnels"].queryset = tunnels
+
+    @property
+    def skip(self) -> bool:
+        return self.cleaned_data.get("skip_tunnel_replacement") == "skip"
+
+    def chosen_pks(self) -> set[str]:
+        """The tunnels ticked in the submitted form (strings, as the checkboxes send them)."""
+        return set(self.data.getlist("tunnels")) if self.is_bound else set()
+
+
+class BatchDecisionForm(forms.Form):
+    """Approve or reject a whole batch, with a comment (required to reject)."""
+
+    comment = forms.CharField(
+        label=_("Comment"),
+        required=False,
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Optional to approve; needed to reject. It is recorded on every request."),
+    )

@@ -1,0 +1,259 @@
+"""The audit log: a filtered, paginated page, and the same filtered set streamed as CSV
+or JSON Lines so an auditor can re-verify the hash chain offline.
+
+The chain's verification walks every event, so the page runs it only while the log is
+small (VERIFY_ON_PAGE_LIMIT events); past that it says so and points at
+``manage.py verify_audit``, which has no request timeout to fear.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .forms_audit import AuditFilterForm
+from .models import AuditEvent, canonical_json
+
+EVENTS_PER_PAGE = 50
+# verify_chain() costs about 60 us an event on a small server (bench/export.py prints
+# it): 5,000 events is 0.3 s, which a page an auditor opens can afford; 20,000 is not.
+VERIFY_ON_PAGE_LIMIT = 5_000
+EXPORT_CHUNK = 2000
+
+EXPORT_COLUMNS = [
+    "seq",
+    "at",
+    "actor",
+    "actor_kind",
+    "action",
+    "account",
+    "account_pk",
+    "connection",
+    "connection_pk",
+    "tunnel",
+    "tunnel_pk",
+    "request",
+    "message",
+    "details",
+    "prev_hash",
+    "hash",
+]
+
+
+def _require_audit_perm(request: HttpRequest) -> None:
+    if not request.user.has_perm("maintenance.view_audit"):
+        raise PermissionDenied
+
+
+def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent]]:
+    form = AuditFilterForm(request.GET or None)
+    return form, form.filter(AuditEvent.objects.all())
+
+
+# ---------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, dict | list):
+        return canonical_json(value)
+    return str(value)
+
+
+@dataclass
+class DetailRows:
+    """An event's details as the page shows them: before/after side by side, then the rest."""
+
+    changes: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    other: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.other)
+
+
+def detail_rows(details: Any) -> DetailRows:
+    rows = DetailRows()
+    if not isinstance(details, dict):
+        if details:
+            rows.other.append(("", _show(details)))
+        return rows
+    before, after = details.get("before"), details.get("after")
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(before.keys() | after.keys()):
+            old, new = before.get(key), after.get(key)
+            rows.changes.append((key, _show(old), _show(new), old != new))
+        rest = {k: v for k, v in details.items() if k not in ("before", "after")}
+    else:
+        rest = details
+    for key in sorted(rest):
+        value = rest[key]
+        if isinstance(value, dict):
+            # One level of nesting reads better as "before.state" than as JSON.
+            rows.other.extend((f"{key}.{k}", _show(v)) for k, v in sorted(value.items()))
+        else:
+            rows.other.append((key, _show(value)))
+    return rows
+
+
+def _verification(total: int) -> dict[str, Any]:
+    """The chain's state for the page: verified here if small, else point at the command.
+
+    `total` is the unfiltered page's own COUNT(*), so deciding costs no query; the
+    walk itself is two (the events through one cursor, then the chain head).
+    """
+    if total > VERIFY_ON_PAGE_LIMIT:
+        return {"state": "skipped", "total": total, "limit": VERIFY_ON_PAGE_LIMIT}
+    checked, bad, why = AuditEvent.verify_chain()
+    return {
+        "state": "broken" if why else "intact",
+        "total": total,
+        "checked": checked,
+        "bad": bad,
+        "why": why,
+    }
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Every audit event, newest first, filtered, 50 a page, with the chain's state."""
+    _require_audit_perm(request)
+    form, qs = _filtered(request)
+    qs = qs.select_related("account", "connection", "tunnel", "change_request").order_by("-seq")
+    page = Paginator(qs, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    events = [(event, detail_rows(event.details)) for event in page.object_list]
+    query = request.GET.copy()
+    query.pop("page", None)
+    # "?actor=" (the form submitted with every field empty) is not a filter.
+    filtered = any(query.dict().values())
+    return render(
+        request,
+        "maintenance/audit_log.html",
+        {
+            "form": form,
+            "page_obj": page,
+            "events": events,
+            "filtered": filtered,
+            "export_query": query.urlencode(),
+            # Filters do not change the chain: verify on the unfiltered log only, where the
+            # page's count is the log's size (and the page stays within its query budget).
+            "verification": None if filtered else _verification(page.paginator.count),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Streamed exports
+# ---------------------------------------------------------------------------------------
+
+
+class _Echo:
+    """A file-like object whose write() hands back what it is given (Django's CSV recipe)."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# What each export column is read from: the event's own fields and, through JOINs, the
+# names of what it concerns. values_list() skips building four model instances a row
+# (and decoding the related rows' JSON fields), which halves the export's CPU time.
+_EXPORT_SOURCES = {
+    "seq": "seq",
+    "at": "at",
+    "actor": "actor_name",
+    "actor_kind": "actor_kind",
+    "action": "action",
+    "account": "account__name",
+    "account_pk": "account_id",
+    "connection": "connection__vpn_connection_id",
+    "connection_pk": "connection_id",
+    "tunnel": "tunnel__outside_ip",
+    "tunnel_pk": "tunnel_id",
+    "request": "change_request_id",
+    "message": "message",
+    "details": "details",
+    "prev_hash": "prev_hash",
+    "hash": "hash",
+}
+assert list(_EXPORT_SOURCES) == EXPORT_COLUMNS
+
+
+def export_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
+    """The events oldest first, each as exported: what hashed_fields() covers, plus names.
+
+    iterator() streams from a server-side cursor (PostgreSQL) or chunked fetchmany
+    (SQLite) and skips the queryset cache: memory stays flat however many rows match.
+    """
+    rows = qs.order_by("seq").values_list(*_EXPORT_SOURCES.values())
+    for values in rows.iterator(chunk_size=EXPORT_CHUNK):
+        row = dict(zip(EXPORT_COLUMNS, values, strict=True))
+        # Exactly the form the hash covers, so the chain can be re-verified offline.
+        row["at"] = row["at"].astimezone(UTC).isoformat(timespec="microseconds")
+        for name in ("account", "connection", "tunnel"):
+            row[name] = row[name] or ""
+        yield row
+
+
+def _batched(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
+    # One chunk per ~64 KB, not per line: fewer, larger writes for the WSGI server.
+    buffer: list[bytes] = []
+    held = 0
+    for line in lines:
+        buffer.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+def _csv_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_COLUMNS).encode()
+    for row in export_rows(qs):
+        row["details"] = canonical_json(row["details"])
+        yield writer.writerow(["" if v is None else v for v in row.values()]).encode()
+
+
+def _jsonl_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+    for row in export_rows(qs):
+        yield (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode()
+
+
+EXPORT_FORMATS = {
+    "csv": ("text/csv; charset=utf-8", _csv_lines),
+    "jsonl": ("application/x-ndjson", _jsonl_lines),
+}
+
+
+@login_required
+@require_GET
+def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
+    """The filtered events, oldest first, streamed as CSV or JSON Lines."""
+    _require_audit_perm(request)
+    if fmt not in EXPORT_FORMATS:
+        raise Http404
+    content_type, lines = EXPORT_FORMATS[fmt]
+    _form, qs = _filtered(request)
+    stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    response = StreamingHttpResponse(_batched(lines(qs)), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="vpnctl-audit-{stamp}.{fmt}"'
+    response["Cache-Control"] = "no-store"
+    return response
