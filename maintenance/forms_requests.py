@@ -11,6 +11,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
@@ -71,6 +72,21 @@ SKIP_CHOICES = [
 ]
 
 
+def suggested_window(tunnel: Any) -> dict[str, Any]:
+    """A window to start from: the next whole hour after the coming one, two hours long,
+    ending before AWS's own deadline when that is close. The user changes it as needed."""
+    now = timezone.now()
+    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    end = start + timedelta(hours=2)
+    deadline = tunnel.maintenance_auto_applied_after
+    if tunnel.has_pending_maintenance and deadline is not None and end > deadline:
+        start = now.replace(second=0, microsecond=0) + timedelta(minutes=10)
+        end = deadline - timedelta(minutes=5)
+        if end - start < timedelta(minutes=settings.MIN_WINDOW_MINUTES):
+            return {}  # too tight to suggest anything: the risks say so
+    return {"window_start": start, "window_end": end}
+
+
 class ChangeRequestForm(WindowForm):
     """Ask for one change to one tunnel."""
 
@@ -97,6 +113,8 @@ class ChangeRequestForm(WindowForm):
     def __init__(self, *args: Any, kind: str, tunnel: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
+        if not self.is_bound:
+            self.initial.update(suggested_window(tunnel))
         if kind != ChangeKind.ENABLE_LIFECYCLE:
             del self.fields["skip_tunnel_replacement"]
         elif not tunnel.has_pending_maintenance:

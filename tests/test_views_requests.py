@@ -738,3 +738,23 @@ def test_request_page_queries_do_not_grow_with_decisions(
     with django_assert_max_num_queries(REQUEST_PAGE_QUERIES):
         response = client.get(page_url(change))
     assert f"{decisions} of 5 approvals needed." in text(response)
+
+
+def test_the_form_suggests_a_window_before_the_deadline(client, requester, db):
+    connection = make_connection(tunnels=[pending(days=10), {}])
+    tunnel = connection.tunnels.order_by("outside_ip")[0]
+    client.force_login(requester)
+    response = client.get(f"/tunnels/{tunnel.pk}/request/replace/")
+    form = response.context["form"]
+    start, end = form.initial["window_start"], form.initial["window_end"]
+    assert timezone.now() < start < end <= tunnel.maintenance_auto_applied_after
+    assert end - start == timedelta(hours=2)
+    assert 'name="window_end"' in response.content.decode()
+
+
+def test_no_suggestion_when_the_deadline_is_too_close(client, requester, db):
+    connection = make_connection(tunnels=[pending(days=0.01), {}])  # about 14 minutes
+    tunnel = connection.tunnels.order_by("outside_ip")[0]
+    client.force_login(requester)
+    form = client.get(f"/tunnels/{tunnel.pk}/request/replace/").context["form"]
+    assert "window_end" not in form.initial
