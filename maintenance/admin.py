@@ -42,6 +42,16 @@ def _account_snapshot(account: AwsAccount) -> dict[str, Any]:
     return snapshot
 
 
+def _blackout_snapshot(blackout: BlackoutPeriod) -> dict[str, Any]:
+    return {
+        "name": blackout.name,
+        "starts_at": blackout.starts_at,
+        "ends_at": blackout.ends_at,
+        "account": blackout.account.name if blackout.account_id else None,
+        "reason": blackout.reason,
+    }
+
+
 class ReadOnlyMixin:
     """View only, for everyone, superusers included: these rows have their own writers."""
 
@@ -242,7 +252,34 @@ class BlackoutPeriodAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        before = _blackout_snapshot(BlackoutPeriod.objects.get(pk=obj.pk)) if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            AuditEvent.record(
+                AuditAction.BLACKOUT_CHANGED,
+                actor=request.user,
+                account=obj.account,
+                message=(
+                    _("Blackout %(name)s changed.") if change else _("Blackout %(name)s added.")
+                )
+                % {"name": obj.name},
+                details={"blackout": obj.pk, "before": before, "after": _blackout_snapshot(obj)},
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with transaction.atomic():
+            AuditEvent.record(
+                AuditAction.BLACKOUT_DELETED,
+                actor=request.user,
+                account=obj.account,
+                message=_("Blackout %(name)s deleted.") % {"name": obj.name},
+                details={"blackout": obj.pk, "before": _blackout_snapshot(obj)},
+            )
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 @admin.register(CalendarFeed)

@@ -111,6 +111,10 @@ class AuditAction(models.TextChoices):
     EXECUTION_TIMED_OUT = "execution.timed_out", _("change timed out")
     # Administration.
     ACCOUNT_CHANGED = "account.changed", _("account settings changed")
+    BLACKOUT_CHANGED = "blackout.changed", _("blackout period changed")
+    BLACKOUT_DELETED = "blackout.deleted", _("blackout period deleted")
+    CALENDAR_FEED_ISSUED = "calendar.issued", _("calendar URL created")
+    CALENDAR_FEED_REVOKED = "calendar.revoked", _("calendar URL revoked")
 
 
 class StepLevel(models.TextChoices):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -1641,6 +1642,39 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"calendar feed of {self.user_id}"
+
+    @classmethod
+    def issue(cls, user: Any) -> tuple[CalendarFeed, int]:
+        """A new secret URL for the user; any older one stops working. Audited (no token)."""
+        now = timezone.now()
+        with transaction.atomic():
+            revoked = cls.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=now)
+            feed = cls.objects.create(user=user, token=secrets.token_urlsafe(32), created_at=now)
+            AuditEvent.record(
+                AuditAction.CALENDAR_FEED_ISSUED,
+                actor=user,
+                message=_("%(user)s created a calendar URL.") % {"user": user.get_username()},
+                details={"feed": feed.pk, "older_revoked": revoked},
+                at=now,
+            )
+        return feed, revoked
+
+    @classmethod
+    def revoke_all(cls, user: Any) -> int:
+        """Stop every calendar URL of the user. Audited when there was one."""
+        now = timezone.now()
+        with transaction.atomic():
+            revoked = cls.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=now)
+            if revoked:
+                AuditEvent.record(
+                    AuditAction.CALENDAR_FEED_REVOKED,
+                    actor=user,
+                    message=_("%(user)s revoked their calendar URL.")
+                    % {"user": user.get_username()},
+                    details={"revoked": revoked},
+                    at=now,
+                )
+        return revoked
 
 
 class ReminderSent(models.Model):

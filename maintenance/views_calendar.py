@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
@@ -10,7 +9,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -62,14 +60,7 @@ def calendar_page(request: HttpRequest) -> HttpResponse:
 def calendar_create(request: HttpRequest) -> HttpResponse:
     """A new secret URL; the old one stops working at once."""
     _require_perm(request, VIEW_PERM)
-    now = timezone.now()
-    with transaction.atomic():
-        revoked = CalendarFeed.objects.filter(user=request.user, revoked_at__isnull=True).update(
-            revoked_at=now
-        )
-        CalendarFeed.objects.create(
-            user=request.user, token=secrets.token_urlsafe(32), created_at=now
-        )
+    revoked = CalendarFeed.issue(request.user)[1]
     if revoked:
         messages.success(request, _("New calendar URL created. The old URL no longer works."))
     else:
@@ -81,9 +72,7 @@ def calendar_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 def calendar_revoke(request: HttpRequest) -> HttpResponse:
     _require_perm(request, VIEW_PERM)
-    revoked = CalendarFeed.objects.filter(user=request.user, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    revoked = CalendarFeed.revoke_all(request.user)
     if revoked:
         messages.success(request, _("Calendar URL revoked. Calendars using it get nothing now."))
     return redirect("maintenance:calendar")

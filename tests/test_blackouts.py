@@ -200,3 +200,35 @@ def test_admins_define_blackouts_in_the_admin(client, admin_user, requester):
     assert BlackoutPeriod.objects.filter(name="Year-end freeze").exists()
     client.force_login(requester)
     assert client.get("/admin/maintenance/blackoutperiod/add/").status_code in (302, 403)
+
+
+def test_blackout_changes_in_the_admin_are_audited(client, admin_user):
+    from maintenance.choices import AuditAction
+
+    client.force_login(admin_user)
+    form = {
+        "name": "Freeze",
+        "starts_at_0": "2026-12-28",
+        "starts_at_1": "00:00:00",
+        "ends_at_0": "2027-01-04",
+        "ends_at_1": "00:00:00",
+        "reason": "Holidays.",
+    }
+    client.post("/admin/maintenance/blackoutperiod/add/", form)
+    blackout = BlackoutPeriod.objects.get(name="Freeze")
+    client.post(
+        f"/admin/maintenance/blackoutperiod/{blackout.pk}/change/",
+        {**form, "ends_at_0": "2027-01-05"},
+    )
+    client.post(f"/admin/maintenance/blackoutperiod/{blackout.pk}/delete/", {"post": "yes"})
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.action for e in events] == [
+        AuditAction.BLACKOUT_CHANGED,
+        AuditAction.BLACKOUT_CHANGED,
+        AuditAction.BLACKOUT_DELETED,
+    ]
+    assert events[0].message == "Blackout Freeze added."
+    assert events[1].details["before"]["ends_at"].startswith("2027-01-04")
+    assert events[1].details["after"]["ends_at"].startswith("2027-01-05")
+    assert not BlackoutPeriod.objects.exists()
+    assert AuditEvent.verify_chain()[2] == ""

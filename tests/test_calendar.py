@@ -318,3 +318,24 @@ def test_timeline_day_labels_follow_the_zone(client, requester):
     first_day = re.search(r'class="tl-day[^"]*"[^>]*>(.*?)</small>', html, re.S)
     assert first_day and "<b>Nov</b><span>24</span><small>Tue" in first_day.group(0)
     assert "2026-11-24 00:00 PST" in text(client.get(reverse("maintenance:timeline")))
+
+
+def test_creating_and_revoking_a_calendar_url_is_audited_without_the_token(client, requester):
+    from maintenance.choices import AuditAction
+    from maintenance.models import AuditEvent, CalendarFeed
+
+    client.force_login(requester)
+    client.post(reverse("maintenance:calendar_create"))
+    client.post(reverse("maintenance:calendar_create"))
+    client.post(reverse("maintenance:calendar_revoke"))
+    actions = list(AuditEvent.objects.values_list("action", "actor_name"))
+    assert actions == [
+        (AuditAction.CALENDAR_FEED_ISSUED, "rei"),
+        (AuditAction.CALENDAR_FEED_ISSUED, "rei"),
+        (AuditAction.CALENDAR_FEED_REVOKED, "rei"),
+    ]
+    tokens = list(CalendarFeed.objects.values_list("token", flat=True))
+    for event in AuditEvent.objects.all():
+        text = event.message + str(event.details)
+        assert not any(token in text for token in tokens)
+    assert AuditEvent.objects.order_by("seq")[1].details["older_revoked"] == 1
