@@ -17,7 +17,7 @@ from django_q.conf import Conf
 from maintenance import sync, tasks
 from maintenance.choices import AuditAction, ChangeKind, ChangeStatus, PendingMaintenance
 from maintenance.models import AuditEvent, ChangeRequest, Execution, Tunnel, VpnConnection
-from maintenance.simulator import TunnelSpec
+from maintenance.simulator import Timings, TunnelSpec
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,6 +94,9 @@ def steps(request) -> list[str]:
 
 
 def test_replace_runs_once_and_watches_tunnel_come_back(aws, accounts, requester, approver):
+    # An outage long enough that the first look (0.1 s after the call) sees it, however
+    # slow the machine: the test is about seeing DOWN, then UP.
+    aws.configure(timings=Timings(replace_down_seconds=3, modify_seconds=0.3))
     connection_id, tunnel, _ = make_world(aws, accounts)
     request = approved_request(tunnel, requester, approver)
 
@@ -183,7 +186,7 @@ def test_sibling_down_blocks_and_sends_nothing(aws, accounts, requester, approve
 def test_connection_not_available_blocks(aws, accounts, requester, approver):
     connection_id, tunnel, sibling = make_world(aws, accounts)
     request = approved_request(tunnel, requester, approver)
-    aws.configure(timings=type(aws.timings)(modify_seconds=30))
+    aws.configure(timings=Timings(modify_seconds=30))
     import boto3
 
     boto3.client("ec2", region_name="ap-northeast-1").modify_vpn_tunnel_options(
@@ -289,7 +292,7 @@ def test_no_pending_maintenance_error_from_aws(aws, accounts, requester, approve
 
 
 def test_tunnel_not_up_by_the_limit_times_out(aws, accounts, requester, approver, settings):
-    aws.configure(timings=type(aws.timings)(replace_down_seconds=60))
+    aws.configure(timings=Timings(replace_down_seconds=60))
     settings.WATCH_TIMEOUT_MINUTES = 0.03  # 1.8 s
     _, tunnel, _ = make_world(aws, accounts)
     request = approved_request(tunnel, requester, approver)
