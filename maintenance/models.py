@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 import secrets
@@ -154,6 +155,15 @@ class VpnConnection(models.Model):
     @property
     def gateway_id(self) -> str:
         return self.transit_gateway_id or self.vpn_gateway_id
+
+
+def ip_order(ip: str) -> tuple[int, int]:
+    """Sort key for outside IPs in numeric order ("203.0.113.9" before "203.0.113.10"):
+    the order in which pages number a connection's tunnels 1 and 2."""
+    try:
+        return (0, int(ipaddress.ip_address(ip)))
+    except ValueError:
+        return (1, 0)
 
 
 class Tunnel(models.Model):
@@ -1745,7 +1755,7 @@ class ChangeBatch(models.Model):
             raise ValidationError(_("Choose at least one tunnel."))
         ordered = sorted(
             Tunnel.objects.filter(pk__in=unique).select_related("connection"),
-            key=lambda t: (t.connection.vpn_connection_id, t.connection_id, _ip_sort_key(t)),
+            key=lambda t: (t.connection.vpn_connection_id, t.connection_id, ip_order(t.outside_ip)),
         )
         # (field, message) -> the tunnels that broke it, so a rule broken by every tunnel
         # (a window in the past, say) is said once, not once per tunnel.
@@ -1843,14 +1853,6 @@ class ChangeBatch(models.Model):
                         % {"pk": request.pk, "error": " ".join(exc.messages)}
                     ) from exc
         return undecided
-
-
-def _ip_sort_key(tunnel: Tunnel) -> tuple[int, ...]:
-    """Tunnel 1 before tunnel 2, as the connection page numbers them (by outside IP)."""
-    try:
-        return tuple(int(part) for part in tunnel.outside_ip.split("."))
-    except ValueError:
-        return (1 << 9,)
 
 
 def _batch_errors(broken: dict[tuple[str, str], list[str]], total: int) -> dict[str, list[str]]:

@@ -28,9 +28,7 @@ urlpatterns = [
     path("requests/waiting/", views_requests.my_approvals, name="my_approvals"),
     path("requests/mine/", views_requests.my_requests, name="my_requests"),
     path("requests/<int:pk>/", views_requests.request_detail, name="request"),
-    path(
-        "requests/<int:pk>/timeline/", views_requests.request_timeline, name="request_timeline"
-    ),
+    path("requests/<int:pk>/timeline/", views_requests.request_timeline, name="request_timeline"),
     path("requests/<int:pk>/decide/", views_requests.request_decide, name="request_decide"),
     path("requests/<int:pk>/cancel/", views_requests.request_cancel, name="request_cancel"),
     path(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page, Paginator
 from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,33 +16,16 @@ from django.views.decorators.http import require_POST
 
 from . import views_dashboard
 from .forms import ConnectionFilterForm, PreferencesForm
-from .models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection
+from .models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection, ip_order
+from .view_helpers import paginate, require_perm
 
 CONNECTIONS_PER_PAGE = 50
 SYNC_RUNS_PER_PAGE = 20
 
 
-def _require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
-
-
-def _page(request: HttpRequest, qs, per_page: int) -> Page:
-    # get_page() turns a missing or bad ?page= into the first or last page, never a 404.
-    return Paginator(qs, per_page).get_page(request.GET.get("page"))
-
-
-def _ip_key(tunnel: Tunnel) -> tuple[int, int]:
-    # Numeric order: "203.0.113.9" before "203.0.113.10" (SQLite sorts the text otherwise).
-    try:
-        return (0, int(ipaddress.ip_address(tunnel.outside_ip)))
-    except ValueError:
-        return (1, 0)
-
-
 def _ordered_tunnels(connection: VpnConnection) -> list[Tunnel]:
     """The connection's prefetched tunnels by outside IP: that order is "Tunnel 1, Tunnel 2"."""
-    return sorted(connection.tunnels.all(), key=_ip_key)
+    return sorted(connection.tunnels.all(), key=lambda tunnel: ip_order(tunnel.outside_ip))
 
 
 # ---------------------------------------------------------------------------------------
@@ -72,7 +52,7 @@ class ConnectionRow:
 @login_required
 def connection_list(request: HttpRequest) -> HttpResponse:
     """Every connection, filtered and searched, 50 a page, in a constant number of queries."""
-    _require_perm(request, "maintenance.view_vpnconnection")
+    require_perm(request, "maintenance.view_vpnconnection")
     regions = list(
         VpnConnection.objects.order_by("region").values_list("region", flat=True).distinct()
     )
@@ -83,7 +63,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
         .order_by("account__name", "region", "vpn_connection_id")
     )
     qs = form.filter(qs)
-    page = _page(request, qs, CONNECTIONS_PER_PAGE)
+    page = paginate(request, qs, CONNECTIONS_PER_PAGE)
     rows = []
     for connection in page.object_list:
         tunnels = _ordered_tunnels(connection)
@@ -111,7 +91,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
 
 def _get_connection_for_user(request: HttpRequest, pk: int) -> VpnConnection:
     """The connection, 404 if there is none, 403 if the user may not see the inventory."""
-    _require_perm(request, "maintenance.view_vpnconnection")
+    require_perm(request, "maintenance.view_vpnconnection")
     return get_object_or_404(
         VpnConnection.objects.select_related("account").prefetch_related("tunnels"), pk=pk
     )
@@ -151,7 +131,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def sync_runs(request: HttpRequest) -> HttpResponse:
     """The sync runs, newest first, each with what it found per account and region."""
-    _require_perm(request, "maintenance.view_syncrun")
+    require_perm(request, "maintenance.view_syncrun")
     qs = SyncRun.objects.select_related("requested_by").prefetch_related(
         Prefetch(
             "results",
@@ -164,7 +144,7 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
         request,
         "maintenance/syncrun_list.html",
         {
-            "page_obj": _page(request, qs.order_by("-started_at", "-pk"), SYNC_RUNS_PER_PAGE),
+            "page_obj": paginate(request, qs.order_by("-started_at", "-pk"), SYNC_RUNS_PER_PAGE),
             "can_sync": request.user.has_perm("maintenance.manage_changes"),
         },
     )
@@ -174,7 +154,7 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sync_now(request: HttpRequest) -> HttpResponse:
     """Queue a sync of every account and region; the worker runs it, never this request."""
-    _require_perm(request, "maintenance.manage_changes")
+    require_perm(request, "maintenance.manage_changes")
     from .sync import queue_sync  # sync.py pulls in boto3; keep it out of page imports
 
     queue_sync(request.user)

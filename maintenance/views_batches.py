@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -25,16 +25,12 @@ from django.views.decorators.http import require_POST
 from .choices import ChangeKind, ChangeStatus
 from .forms import ConnectionFilterForm
 from .forms_batches import BatchDecisionForm, BatchRequestForm
-from .models import Approval, ChangeBatch, ChangeRequest, Tunnel, VpnConnection, _ip_sort_key
+from .models import Approval, ChangeBatch, ChangeRequest, Tunnel, VpnConnection, ip_order
+from .view_helpers import require_perm
 from .views_requests import _add_model_errors
 
 BATCHES_PER_PAGE = 25
 FAILED = (ChangeStatus.FAILED, ChangeStatus.BLOCKED, ChangeStatus.TIMED_OUT)
-
-
-def _require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,7 +73,7 @@ def _candidates(connections: QuerySet[VpnConnection]) -> QuerySet[Tunnel]:
 @login_required
 def batch_new(request: HttpRequest) -> HttpResponse:
     """One form for every tunnel lacking lifecycle control in the chosen connections."""
-    _require_perm(request, "maintenance.request_change")
+    require_perm(request, "maintenance.request_change")
     connections, connection = _scope(request)
     tunnels_qs = _candidates(connections)
     form = BatchRequestForm(request.POST or None, tunnels=tunnels_qs)
@@ -120,11 +116,10 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     chosen = form.chosen_pks()
     candidates = []
     for tunnel in sorted(
-        tunnels, key=lambda t: (t.connection.vpn_connection_id, t.connection_id, _ip_sort_key(t))
+        tunnels,
+        key=lambda t: (t.connection.vpn_connection_id, t.connection_id, ip_order(t.outside_ip)),
     ):
-        siblings = sorted(
-            ips.get(tunnel.connection_id, []), key=lambda ip: _ip_sort_key(Tunnel(outside_ip=ip))
-        )
+        siblings = sorted(ips.get(tunnel.connection_id, []), key=lambda ip: ip_order(ip))
         open_request = open_requests.get(tunnel.pk)
         candidates.append(
             Candidate(
@@ -179,7 +174,7 @@ def _status_counts(qs: QuerySet[ChangeBatch]) -> QuerySet[ChangeBatch]:
 
 def _get_batch_for_user(request: HttpRequest, pk: int) -> ChangeBatch:
     """The batch with its requests and their approvals, 404 if none, 403 if not allowed."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     return get_object_or_404(
         ChangeBatch.objects.select_related("requester").prefetch_related(
             Prefetch(
@@ -231,7 +226,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def batch_decide(request: HttpRequest, pk: int) -> HttpResponse:
     """Approve or reject the whole batch (the button pressed says which)."""
     batch = _get_batch_for_user(request, pk)
-    _require_perm(request, "maintenance.approve_change")
+    require_perm(request, "maintenance.approve_change")
     form = BatchDecisionForm(request.POST)
     verb = request.POST.get("decision")
     if form.is_valid() and verb in ("approve", "reject"):
@@ -255,7 +250,7 @@ def batch_decide(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
     """Every batch, newest first, with how far its requests have got."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     qs = _status_counts(ChangeBatch.objects.select_related("requester")).order_by(
         "-created_at", "-pk"
     )

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, time, timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,14 +19,10 @@ from django.views.decorators.http import require_GET, require_POST
 from . import calendar
 from .choices import ChangeStatus
 from .models import CalendarFeed, VpnConnection
+from .view_helpers import require_perm
 
 TIMELINE_DAYS = 30
 VIEW_PERM = "maintenance.view_changerequest"
-
-
-def _require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
 
 
 def _active_feed(user) -> CalendarFeed | None:
@@ -46,7 +41,7 @@ def _feed_url(feed: CalendarFeed) -> str:
 @login_required
 def calendar_page(request: HttpRequest) -> HttpResponse:
     """The user's own feed URL, with buttons to create a new one or revoke it."""
-    _require_perm(request, VIEW_PERM)
+    require_perm(request, VIEW_PERM)
     feed = _active_feed(request.user)
     return render(
         request,
@@ -59,7 +54,7 @@ def calendar_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def calendar_create(request: HttpRequest) -> HttpResponse:
     """A new secret URL; the old one stops working at once."""
-    _require_perm(request, VIEW_PERM)
+    require_perm(request, VIEW_PERM)
     revoked = CalendarFeed.issue(request.user)[1]
     if revoked:
         messages.success(request, _("New calendar URL created. The old URL no longer works."))
@@ -71,7 +66,7 @@ def calendar_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def calendar_revoke(request: HttpRequest) -> HttpResponse:
-    _require_perm(request, VIEW_PERM)
+    require_perm(request, VIEW_PERM)
     revoked = CalendarFeed.revoke_all(request.user)
     if revoked:
         messages.success(request, _("Calendar URL revoked. Calendars using it get nothing now."))
@@ -128,7 +123,7 @@ def _percent(value: float) -> float:
 @login_required
 def timeline(request: HttpRequest) -> HttpResponse:
     """The next 30 days: windows and AWS deadlines, a row per connection that has any."""
-    _require_perm(request, VIEW_PERM)
+    require_perm(request, VIEW_PERM)
     zone = timezone.get_current_timezone()
     now = timezone.now()
     today = timezone.localtime(now).date()

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -32,13 +31,9 @@ from .models import (
     Tunnel,
     VpnConnection,
 )
+from .view_helpers import require_perm
 
 UPCOMING_DAYS = 7
-
-
-def _require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
 
 
 def _connections_url(**filters: Any) -> str:
@@ -289,8 +284,8 @@ def _history(tunnel_filter: Q, event_filter: Q) -> list[HistoryRow]:
 
 
 def _require_history_perms(request: HttpRequest) -> None:
-    _require_perm(request, "maintenance.view_vpnconnection")
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_vpnconnection")
+    require_perm(request, "maintenance.view_changerequest")
 
 
 @login_required

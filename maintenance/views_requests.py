@@ -6,7 +6,6 @@ PermissionDenied or ValidationError; a ValidationError is shown next to its fiel
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Page, Paginator
 from django.db.models import Prefetch
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
@@ -35,15 +33,11 @@ from .forms_requests import (
     WindowForm,
     with_approval_counts,
 )
-from .models import Approval, ChangeRequest, Execution, Tunnel
+from .models import Approval, ChangeRequest, Execution, Tunnel, ip_order
 from .risks import blocking, risks_for
+from .view_helpers import paginate, require_perm
 
 REQUESTS_PER_PAGE = 25
-
-
-def _require_perm(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(perm):
-        raise PermissionDenied
 
 
 def _add_model_errors(form: Form, exc: ValidationError) -> None:
@@ -57,18 +51,11 @@ def _add_model_errors(form: Form, exc: ValidationError) -> None:
         form.add_error(None, exc)
 
 
-def _ip_key(ip: str) -> tuple[int, int]:
-    try:
-        return (0, int(ipaddress.ip_address(ip)))
-    except ValueError:
-        return (1, 0)
-
-
 def _tunnel_number(tunnel: Tunnel, sibling: Tunnel | None) -> int:
     """1 or 2, as the connection page numbers them (by outside IP)."""
     if sibling is None:
         return 1
-    return 1 if _ip_key(tunnel.outside_ip) <= _ip_key(sibling.outside_ip) else 2
+    return 1 if ip_order(tunnel.outside_ip) <= ip_order(sibling.outside_ip) else 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,7 +79,7 @@ def _what_happens(kind: str) -> str:
 @login_required
 def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse:
     """The request form, with what will happen and the risks shown before submitting."""
-    _require_perm(request, "maintenance.request_change")
+    require_perm(request, "maintenance.request_change")
     if kind not in ChangeKind.values:
         raise Http404
     tunnel = get_object_or_404(Tunnel.objects.select_related("connection__account"), pk=tunnel_pk)
@@ -160,7 +147,7 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
 
 def _get_request_for_user(request: HttpRequest, pk: int) -> ChangeRequest:
     """The request, 404 if there is none, 403 if the user may not see requests."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     return get_object_or_404(
         ChangeRequest.objects.select_related(
             "tunnel__connection__account", "requester"
@@ -545,22 +532,22 @@ def _rows(qs) -> Any:
     ).order_by("-created_at", "-pk")
 
 
-def _page(request: HttpRequest, qs) -> Page:
-    return Paginator(qs, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
-
-
 def _render_list(request: HttpRequest, qs, **context: Any) -> HttpResponse:
     return render(
         request,
         "maintenance/request_list.html",
-        {"page_obj": _page(request, _rows(qs)), "now": timezone.now(), **context},
+        {
+            "page_obj": paginate(request, _rows(qs), REQUESTS_PER_PAGE),
+            "now": timezone.now(),
+            **context,
+        },
     )
 
 
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
     """Every request, filtered by status, account, change and window."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     form = RequestFilterForm(request.GET or None)
     return _render_list(
         request,
@@ -577,7 +564,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def my_approvals(request: HttpRequest) -> HttpResponse:
     """The requests this user can still approve or reject."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     is_approver = request.user.has_perm("maintenance.approve_change")
     qs = (
         ChangeRequest.objects.awaiting_decision_of(request.user)
@@ -598,7 +585,7 @@ def my_approvals(request: HttpRequest) -> HttpResponse:
 @login_required
 def my_requests(request: HttpRequest) -> HttpResponse:
     """The requests this user made."""
-    _require_perm(request, "maintenance.view_changerequest")
+    require_perm(request, "maintenance.view_changerequest")
     return _render_list(
         request,
         ChangeRequest.objects.filter(requester=request.user),
