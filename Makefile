@@ -1,13 +1,13 @@
-# vpnctl developer tasks. Needs only Python 3.11 (PYTHON=... to point at another binary).
+# vpnctl developer tasks. Needs Python 3.11 or newer: scripts/ensure-venv.sh takes the newest
+# python3.X on PATH (PYTHON=... to choose the binary).
 #   make demo   the whole product on this machine, simulated AWS included; Ctrl-C stops it
 #   make test   the test suite on SQLite (browser tests use Debian's /usr/bin/chromium)
 #   make lint   ruff and the missing-migrations check
 #   make ci     what CI runs (.ci/run): lint, then the suite on SQLite and on PostgreSQL
 
-PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHON VENV
+export VENV
 
 .PHONY: help venv demo test lint ci clean
 

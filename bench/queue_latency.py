@@ -60,7 +60,7 @@ def main() -> None:
     from maintenance import sync
     from maintenance.choices import ChangeKind
     from maintenance.models import AwsAccount, ChangeRequest, Tunnel
-    from maintenance.simulator import SIMULATOR, Timings, TunnelSpec, start_server
+    from simulator import SIMULATOR, Timings, TunnelSpec, start_server
 
     call_command("migrate", verbosity=0)
     server, url = start_server()

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"
 READ_BURST, READ_REFILL = 100, 20  # EC2's read bucket, before scaling
 WRITE_BURST, WRITE_REFILL = 50, 5
-CONTROL_PATH = "/moto-api/vpnctl"  # maintenance.simulator.CONTROL_PATH (not imported: moto)
+CONTROL_PATH = "/moto-api/vpnctl"  # simulator.CONTROL_PATH (ROOT is not on sys.path yet)
 
 
 def configure_django(args: argparse.Namespace, workdir: str) -> None:
@@ -166,7 +166,7 @@ def simulator_here(args: argparse.Namespace) -> Iterator[tuple[Calls, Callable[[
     """moto in this process: behind a server thread (``thread``) or ``mock_aws`` alone."""
     from django.conf import settings
 
-    from maintenance.simulator import Throttling, simulated_aws, start_server
+    from simulator import Throttling, simulated_aws, start_server
 
     with simulated_aws() as simulator:
         server = None
@@ -197,8 +197,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
     from maintenance import aws
     from maintenance.models import AwsAccount, Tunnel
-    from maintenance.simulator import DEFAULT_ACCOUNT_ID
     from maintenance.sync import run_sync
+    from simulator import DEFAULT_ACCOUNT_ID
 
     runner = simulator_process if args.simulator == "process" else simulator_here
     with runner(args) as (calls, seed):

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from .choices import AuditAction
-from .forms import AwsAccountForm
+from .forms.accounts import AwsAccountForm
 from .models import (
     Approval,
     AuditEvent,

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from icalendar import Calendar, Event
 
 from .choices import ChangeStatus, PendingMaintenance
 from .models import BlackoutPeriod, ChangeRequest, Tunnel, VpnConnection
@@ -192,8 +193,6 @@ def feed_events(now: datetime) -> list[CalendarEvent]:
 
 def build_ics(events: list[CalendarEvent], now: datetime) -> bytes:
     """The events as an iCalendar document, every time in UTC."""
-    from icalendar import Calendar, Event
-
     calendar = Calendar()
     calendar.add("prodid", "-//vpnctl//VPN maintenance//EN")
     calendar.add("version", "2.0")

@@ -62,6 +62,12 @@ ChangeStatus.OPEN = frozenset(
 )
 ChangeStatus.TERMINAL = frozenset(set(ChangeStatus) - ChangeStatus.OPEN)
 ChangeStatus.CANCELLABLE = frozenset({ChangeStatus.PENDING_APPROVAL, ChangeStatus.APPROVED})
+# Going to run, or running: what a calendar shows and what can plan a tunnel's maintenance.
+ChangeStatus.SCHEDULED = frozenset({ChangeStatus.APPROVED, ChangeStatus.RUNNING})
+# Ended without doing what was asked, by a check, AWS or the clock.
+ChangeStatus.UNSUCCESSFUL = frozenset(
+    {ChangeStatus.FAILED, ChangeStatus.BLOCKED, ChangeStatus.TIMED_OUT}
+)
 
 
 class Decision(models.TextChoices):
@@ -118,6 +124,41 @@ class AuditAction(models.TextChoices):
 
 
 class StepLevel(models.TextChoices):
+    """How an execution step, or a line of a request's timeline, reads: its colour."""
+
     INFO = "info", _("info")
     WARNING = "warning", _("warning")
     ERROR = "error", _("error")
+
+
+# The timeline's level of an audit event; any other action reads as INFO.
+AUDIT_ACTION_LEVELS: dict[str, StepLevel] = {
+    AuditAction.REQUEST_REJECTED: StepLevel.ERROR,
+    AuditAction.EXECUTION_BLOCKED: StepLevel.ERROR,
+    AuditAction.EXECUTION_FAILED: StepLevel.ERROR,
+    AuditAction.EXECUTION_TIMED_OUT: StepLevel.ERROR,
+}
+
+
+class Preflight(models.TextChoices):
+    """The verdict of the safety checks on fresh AWS data, just before the call."""
+
+    OK = "ok", _("All checks passed")
+    BLOCKED = "blocked", _("Blocked by a safety check")
+    SUPERSEDED = "superseded", _("No longer needed")
+
+
+class BatchTurn(models.TextChoices):
+    """Whether a batch's request may start, given the batch's earlier ones on its connection."""
+
+    GO = "go", _("may start")
+    WAIT = "wait", _("waits for the other tunnel")
+    STOP = "stop", _("stops: the other tunnel's change did not succeed")
+
+
+class Notice(models.TextChoices):
+    """The emails the change workflow sends (notifications.py)."""
+
+    SUBMITTED = "request_submitted", _("a request needs a decision")
+    DECIDED = "request_decided", _("a request was decided")
+    FINISHED = "request_finished", _("a request ended")

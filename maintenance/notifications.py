@@ -1,28 +1,44 @@
 """Emails about change requests: approvers when they are needed, requesters on each step.
 
-Sent after the transaction that caused them commits (the model transitions register
-``transaction.on_commit``), through Django's email backend.
+A leaf the models use: the transitions call ``after_commit(notice, request)`` and the
+emails go out once the transaction that caused them commits, through Django's email
+backend. It takes the request itself and imports no model of vpnctl's.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
+from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from .choices import ChangeStatus
-from .models import ChangeRequest
+from .choices import ChangeStatus, Notice
 
 log = logging.getLogger(__name__)
 
+TEMPLATES = {
+    Notice.SUBMITTED: "emails/request_submitted.txt",
+    Notice.DECIDED: "emails/request_decided.txt",
+    Notice.FINISHED: "emails/request_finished.txt",
+}
 
-def approvers_for(request: ChangeRequest) -> list:
+
+def after_commit(notice: Notice, request: Any) -> None:
+    """Send `notice` about `request` once the current transaction commits.
+
+    A mail server that fails is logged; it never undoes the change.
+    """
+    transaction.on_commit(lambda: send(notice, request), robust=True)
+
+
+def approvers_for(request: Any) -> list:
     """Active users who may decide on this request (never the requester)."""
     perm = Permission.objects.get(content_type__app_label="maintenance", codename="approve_change")
     users = (
@@ -39,37 +55,28 @@ def approvers_for(request: ChangeRequest) -> list:
     return list(users)
 
 
-def send(event: str, request_pk: int) -> int:
-    """Send the emails for one workflow event. Returns how many were sent."""
-    request = (
-        ChangeRequest.objects.select_related("tunnel__connection__account", "requester")
-        .filter(pk=request_pk)
-        .first()
-    )
-    if request is None:
-        return 0
-    link = settings.SITE_URL + reverse("maintenance:request", args=[request.pk])
-    context = {"request_obj": request, "link": link, "tunnel": request.tunnel}
-    if event == "request_submitted":
+def send(notice: Notice | str, request: Any) -> int:
+    """Send the emails for one workflow event about a ChangeRequest. Returns how many."""
+    notice = Notice(notice)
+    if notice == Notice.SUBMITTED:
         recipients = [u.email for u in approvers_for(request)]
-        template = "emails/request_submitted.txt"
-    elif event == "request_decided":
-        recipients = [request.requester.email] if request.requester.email else []
-        template = "emails/request_decided.txt"
-    elif event == "request_finished":
-        recipients = [request.requester.email] if request.requester.email else []
-        template = "emails/request_finished.txt"
     else:
-        raise ValueError(f"unknown notification {event!r}")
+        recipients = [request.requester.email] if request.requester.email else []
     if not recipients:
         return 0
-    context["approved"] = request.status == ChangeStatus.APPROVED
-    subject, _, body = render_to_string(template, context).strip().partition("\n")
+    link = settings.SITE_URL + reverse("maintenance:request", args=[request.pk])
+    context = {
+        "request_obj": request,
+        "link": link,
+        "tunnel": request.tunnel,
+        "approved": request.status == ChangeStatus.APPROVED,
+    }
+    subject, _, body = render_to_string(TEMPLATES[notice], context).strip().partition("\n")
     sent = 0
     for address in recipients:
         # One message per person: nobody learns who else was asked.
         try:
             sent += send_mail(subject.strip(), body.strip() + "\n", None, [address])
         except OSError:
-            log.exception("could not send %s for request %s", event, request.pk)
+            log.exception("could not send %s for request %s", notice, request.pk)
     return sent

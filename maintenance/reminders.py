@@ -2,8 +2,9 @@
 
 ``send_deadline_reminders`` runs from a django-q2 DAILY schedule. It:
 
-1. finds tunnels with pending maintenance, no approved or running request, and an AWS
-   deadline within ``settings.REMINDER_DAYS`` days;
+1. finds tunnels with pending maintenance, no change planned before AWS's deadline
+   (``TunnelQuerySet.unplanned``: lifecycle control with SkipTunnelReplacement plans
+   nothing), and that deadline within ``settings.REMINDER_DAYS`` days;
 2. picks who should hear of each: admins (``manage_changes``) for every tunnel, and the
    people who requested changes on that connection before, for its tunnels;
 3. sends each person ONE email listing all of their tunnels, after claiming the
@@ -15,19 +16,18 @@ from __future__ import annotations
 import logging
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from .choices import ChangeStatus, PendingMaintenance
 from .models import ChangeRequest, ReminderSent, Tunnel
 
 log = logging.getLogger(__name__)
@@ -41,18 +41,13 @@ class DueTunnel:
 
 
 def due_tunnels(now: datetime, days: int) -> list[Tunnel]:
-    """Pending maintenance due within `days` with no approved or running request. One query."""
-    planned = ChangeRequest.objects.filter(
-        tunnel=OuterRef("pk"), status__in=[ChangeStatus.APPROVED, ChangeStatus.RUNNING]
-    )
+    """Live tunnels whose maintenance AWS applies within `days` days, with no change
+    planned before it (TunnelQuerySet.unplanned). One query."""
     return list(
-        Tunnel.objects.filter(
-            pending_maintenance=PendingMaintenance.AVAILABLE,
-            maintenance_auto_applied_after__gt=now,
-            maintenance_auto_applied_after__lte=now + timedelta(days=days),
-            connection__gone_at__isnull=True,
-        )
-        .exclude(Exists(planned))
+        Tunnel.objects.live()
+        .due_within(days, now)
+        .unplanned()
+        .filter(maintenance_auto_applied_after__gt=now)
         .select_related("connection__account")
         .order_by("maintenance_auto_applied_after", "pk")
     )

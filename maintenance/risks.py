@@ -14,6 +14,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import times
 from .choices import ChangeKind, ConnectionState, TunnelStatus
 from .models import Tunnel
 
@@ -43,10 +44,10 @@ class Risk:
 
 
 def _when(value: datetime) -> str:
-    # The template filters name the user's zone; imported late to keep this module light.
-    from .templatetags.vpnctl import relative, when
-
-    return _("%(when)s, %(relative)s") % {"when": when(value), "relative": relative(value)}
+    return _("%(when)s, %(relative)s") % {
+        "when": times.local(value),
+        "relative": times.relative(value),
+    }
 
 
 def risks_for(

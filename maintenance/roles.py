@@ -6,6 +6,8 @@ change here needs a new data migration that calls it again.
 
 from __future__ import annotations
 
+from typing import Any
+
 REQUESTER = "requester"
 APPROVER = "approver"
 ADMIN = "admin"
@@ -53,3 +55,10 @@ def sync_roles(group_model, permission_model, role_permissions=None) -> None:
         if missing:
             raise RuntimeError(f"permissions missing for role {role}: {sorted(missing)}")
         group.permissions.set(perms)
+
+
+def has_perm(user: Any, perm: str) -> bool:
+    """Whether `user` (perhaps anonymous, perhaps None) is active and holds `perm`."""
+    return bool(
+        user is not None and user.is_authenticated and user.is_active and user.has_perm(perm)
+    )

@@ -8,6 +8,8 @@ from typing import Any
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
+from .models import AwsAccount
+
 log = logging.getLogger(__name__)
 
 
@@ -18,8 +20,9 @@ def warm_up_worker(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
     Without this, the first change a worker runs pays about a second to import boto3 and
     load EC2's service model (bench/queue_latency.py measures the difference).
     """
+    # Imported here, not at the top: only worker processes load boto3 and the task code
+    # (this module is loaded by every process, the web server's too).
     from . import aws, tasks  # noqa: F401 - imports the task code itself, too
-    from .models import AwsAccount
 
     for account in AwsAccount.objects.filter(enabled=True):
         for region in account.regions:

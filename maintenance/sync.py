@@ -21,7 +21,6 @@ never stops the sync.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -30,10 +29,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import aws
+from . import aws, times
 from .choices import ActorKind, AuditAction, ConnectionState, SyncStatus, SyncTrigger, TunnelStatus
 from .models import AuditEvent, AwsAccount, Execution, SyncResult, SyncRun, Tunnel, VpnConnection
 
@@ -191,10 +191,6 @@ def _tunnel_values(info: aws.TunnelInfo, status: aws.ReplacementStatus | None) -
         values["maintenance_auto_applied_after"] = status.auto_applied_after
         values["last_maintenance_applied"] = status.last_applied
     return values
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 @dataclass
@@ -448,7 +444,7 @@ def _write(plan: _Plan) -> None:
                 f"AWS applied maintenance to {tunnel.connection.vpn_connection_id} "
                 f"{tunnel.outside_ip} at {new.isoformat()} without a vpnctl change."
             ),
-            details={"previous": _iso(previous), "applied": _iso(new)},
+            details={"previous": times.iso(previous), "applied": times.iso(new)},
         )
 
 
@@ -643,19 +639,5 @@ def scheduled_sync() -> int:
 
 def manual_sync(user_id: int | None = None) -> int:
     """django-q2 task behind the "Sync now" button. Returns the SyncRun's pk."""
-    from django.contrib.auth import get_user_model
-
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     return run_sync(trigger=SyncTrigger.MANUAL, user=user).pk
-
-
-def queue_sync(user: Any) -> str:
-    """Queue a manual sync once the current transaction commits; returns the task's name."""
-    from django_q.tasks import async_task
-
-    task_name = f"sync-{uuid.uuid4().hex[:12]}"
-    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
-    transaction.on_commit(
-        lambda: async_task("maintenance.sync.manual_sync", user_id, task_name=task_name)
-    )
-    return task_name

@@ -24,20 +24,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django_q.conf import Conf
-from django_q.models import Schedule
-from django_q.tasks import async_task
 
-from . import aws, sync
-from .choices import ChangeKind, ChangeStatus, ConnectionState, PendingMaintenance, TunnelStatus
+from . import aws, enqueue, sync, times
+from .choices import (
+    BatchTurn,
+    ChangeKind,
+    ChangeStatus,
+    ConnectionState,
+    PendingMaintenance,
+    Preflight,
+    StepLevel,
+    TunnelStatus,
+)
 from .models import ChangeRequest, Execution, Tunnel, VpnConnection
 
 log = logging.getLogger(__name__)
@@ -45,60 +49,6 @@ log = logging.getLogger(__name__)
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# --------------------------------------------------------------------------------------
-# Queueing
-# --------------------------------------------------------------------------------------
-
-
-def enqueue_execution(request_pk: int) -> None:
-    """Queue an execution attempt; safe to call more than once (the claim decides)."""
-
-    def send() -> None:
-        name = f"execute-change-{request_pk}-{time.time_ns()}"
-        async_task(
-            "maintenance.tasks.execute_change",
-            request_pk,
-            queued_as=name,
-            task_name=name,
-            group="vpnctl-executions",
-        )
-
-    transaction.on_commit(send)
-
-
-def _enqueue_watch(execution_pk: int, generation: int, delay: float = 0) -> None:
-    """Book the next look at a running change, `delay` seconds from now.
-
-    django-q2 has no delayed tasks; a one-off Schedule is its way to run one later (its
-    scheduler looks every 30 s, which sets the finest watch interval). In django-q2's
-    sync mode (tests), everything runs inline, the wait included.
-    """
-    name = f"vpnctl watch {execution_pk} #{generation}"
-
-    def book() -> None:
-        if Conf.SYNC or delay <= 0:
-            if Conf.SYNC and delay > 0:
-                time.sleep(delay)
-            async_task(
-                "maintenance.tasks.watch_execution",
-                execution_pk,
-                generation,
-                task_name=name,
-                group="vpnctl-executions",
-            )
-            return
-        Schedule.objects.create(
-            name=name,
-            func="maintenance.tasks.watch_execution",
-            args=f"{execution_pk},{generation}",
-            schedule_type=Schedule.ONCE,
-            repeats=-1,  # a ONCE schedule deletes itself after it ran
-            next_run=timezone.now() + timedelta(seconds=delay),
-        )
-
-    transaction.on_commit(book)
 
 
 # --------------------------------------------------------------------------------------
@@ -123,21 +73,21 @@ def execute_change(request_pk: int, queued_as: str = "") -> str:
         return "expired"
     if request.window_start > now:
         return "window not open yet"
-    turn, reason = batch_turn(request) if request.batch_id is not None else ("go", "")
-    if turn == "wait":
+    turn, reason = batch_turn(request) if request.batch_id is not None else (BatchTurn.GO, "")
+    if turn == BatchTurn.WAIT:
         # Not claimed: the sweeper (every minute) or the first tunnel's end queues it again.
         return "waiting for the other tunnel of the batch"
-    execution = request.claim(task_id=queued_as, worker=_worker_name())
+    execution = Execution.claim(request, task_id=queued_as, worker=_worker_name())
     if execution is None:
         return "claimed by another worker"
-    if turn == "stop":
+    if turn == BatchTurn.STOP:
         execution.block(reason)
         return "blocked: the first tunnel's change did not succeed"
     return _run(execution)
 
 
-def batch_turn(request: ChangeRequest) -> tuple[str, str]:
-    """May this batch request start? ("go" | "wait" | "stop", reason).
+def batch_turn(request: ChangeRequest) -> tuple[BatchTurn, str]:
+    """May this batch request start? (BatchTurn, reason).
 
     A batch runs one tunnel of a connection at a time: a request waits for the batch's
     earlier requests on the same connection until they have succeeded and their tunnel is
@@ -156,17 +106,17 @@ def batch_turn(request: ChangeRequest) -> tuple[str, str]:
         .order_by("pk")
     )
     for first in earlier:
-        if first.status in (ChangeStatus.FAILED, ChangeStatus.BLOCKED, ChangeStatus.TIMED_OUT):
-            return "stop", _(
+        if first.status in ChangeStatus.UNSUCCESSFUL:
+            return BatchTurn.STOP, _(
                 "the first tunnel's change did not succeed (request #%(pk)s: %(status)s), "
                 "so this tunnel was left alone."
             ) % {"pk": first.pk, "status": first.get_status_display()}
         if first.status in ChangeStatus.OPEN:
-            return "wait", ""
+            return BatchTurn.WAIT, ""
         done = first.status in (ChangeStatus.SUCCEEDED, ChangeStatus.SUPERSEDED)
         if done and first.tunnel.status != TunnelStatus.UP:
-            return "wait", ""
-    return "go", ""
+            return BatchTurn.WAIT, ""
+    return BatchTurn.GO, ""
 
 
 def _run(execution: Execution) -> str:
@@ -186,10 +136,10 @@ def _run(execution: Execution) -> str:
         return "failed: refresh"
     tunnel = Tunnel.objects.select_related("connection").get(pk=tunnel.pk)
     verdict, reason = preflight(request, connection, tunnel)
-    if verdict == "superseded":
+    if verdict == Preflight.SUPERSEDED:
         execution.supersede(reason)
         return "superseded"
-    if verdict == "blocked":
+    if verdict == Preflight.BLOCKED:
         execution.block(reason)
         return "blocked"
     if not execution.heartbeat():
@@ -228,37 +178,39 @@ def _run(execution: Execution) -> str:
     generation = execution.next_watch(execution.watch_generation)
     if generation is None:
         return "watch handed elsewhere"
-    _enqueue_watch(execution.pk, generation, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    enqueue.watch_execution(execution.pk, generation, delay=float(settings.WATCH_INTERVAL_SECONDS))
     return "watching"
 
 
-def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel) -> tuple[str, str]:
-    """The safety checks on fresh data. Returns ("ok" | "blocked" | "superseded", reason)."""
+def preflight(
+    request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel
+) -> tuple[Preflight, str]:
+    """The safety checks on fresh data. Returns (Preflight verdict, reason)."""
     if request.compute_fingerprint() != request.fingerprint:
-        return "blocked", _("The request was altered after it was approved.")
+        return Preflight.BLOCKED, _("The request was altered after it was approved.")
     if len(request.valid_approvals()) < request.required_approvals:
-        return "blocked", _("The request no longer has the approvals it needs.")
+        return Preflight.BLOCKED, _("The request no longer has the approvals it needs.")
     if connection.gone_at is not None:
-        return "blocked", _("The connection is gone from AWS.")
+        return Preflight.BLOCKED, _("The connection is gone from AWS.")
     if (
         request.kind == ChangeKind.REPLACE
         and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE
     ):
-        return "superseded", _(
+        return Preflight.SUPERSEDED, _(
             "AWS reports no pending maintenance any more (last applied %(when)s): "
             "it was applied without vpnctl."
-        ) % {"when": _fmt(tunnel.last_maintenance_applied)}
+        ) % {"when": times.local(tunnel.last_maintenance_applied)}
     if request.kind == ChangeKind.ENABLE_LIFECYCLE and tunnel.lifecycle_control:
-        return "superseded", _("Lifecycle control is already on for this tunnel.")
+        return Preflight.SUPERSEDED, _("Lifecycle control is already on for this tunnel.")
     if connection.state != ConnectionState.AVAILABLE:
-        return "blocked", _(
+        return Preflight.BLOCKED, _(
             "The connection is %(state)s, not available: AWS is still busy with it."
         ) % {"state": connection.state}
     sibling = Tunnel.objects.filter(connection=connection).exclude(pk=tunnel.pk).first()
     if sibling is None:
-        return "blocked", _("AWS reports no second tunnel for this connection.")
+        return Preflight.BLOCKED, _("AWS reports no second tunnel for this connection.")
     if sibling.status != TunnelStatus.UP:
-        return "blocked", _(
+        return Preflight.BLOCKED, _(
             "The other tunnel (%(ip)s) is %(status)s. Taking this one down now would cut "
             "the connection completely."
         ) % {"ip": sibling.outside_ip, "status": sibling.status}
@@ -268,10 +220,10 @@ def preflight(request: ChangeRequest, connection: VpnConnection, tunnel: Tunnel)
         .first()
     )
     if busy is not None:
-        return "blocked", _("Request #%(pk)s is already running on this connection.") % {
+        return Preflight.BLOCKED, _("Request #%(pk)s is already running on this connection.") % {
             "pk": busy.pk
         }
-    return "ok", ""
+    return Preflight.OK, ""
 
 
 def watch_execution(execution_pk: int, generation: int) -> str:
@@ -295,7 +247,7 @@ def watch_execution(execution_pk: int, generation: int) -> str:
     following = execution.next_watch(generation)
     if following is None:
         return "a newer watch holds this execution"
-    _enqueue_watch(execution.pk, following, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    enqueue.watch_execution(execution.pk, following, delay=float(settings.WATCH_INTERVAL_SECONDS))
     return "watching"
 
 
@@ -309,7 +261,7 @@ def _look(execution: Execution) -> str:
     except aws.AwsError as exc:
         execution.step(
             _("Could not read the tunnel from AWS (%(error)s); trying again.") % {"error": exc},
-            level="warning",
+            level=StepLevel.WARNING,
         )
         tunnel = None
     missing = _("AWS could not be read before the time limit.")
@@ -380,7 +332,7 @@ def _unanswered_without_sign(
         or connection.state != ConnectionState.AVAILABLE
         or tunnel.pending_maintenance != before.get("pending_maintenance")
         or tunnel.lifecycle_control != before.get("lifecycle_control")
-        or _iso(tunnel.last_maintenance_applied) != before.get("last_maintenance_applied")
+        or times.iso(tunnel.last_maintenance_applied) != before.get("last_maintenance_applied")
     )
     return not changed
 
@@ -393,8 +345,8 @@ def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[s
         "status_message": tunnel.status_message,
         "lifecycle_control": tunnel.lifecycle_control,
         "pending_maintenance": tunnel.pending_maintenance,
-        "maintenance_auto_applied_after": _iso(tunnel.maintenance_auto_applied_after),
-        "last_maintenance_applied": _iso(tunnel.last_maintenance_applied),
+        "maintenance_auto_applied_after": times.iso(tunnel.maintenance_auto_applied_after),
+        "last_maintenance_applied": times.iso(tunnel.last_maintenance_applied),
     }
     try:
         active = aws.get_active_tunnel_status(
@@ -404,14 +356,6 @@ def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[s
     except aws.AwsError as exc:
         snapshot["ike_error"] = str(exc)
     return snapshot
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _fmt(value: Any) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "?"
 
 
 # --------------------------------------------------------------------------------------
@@ -433,7 +377,7 @@ def sweep() -> dict[str, int]:
         status=ChangeStatus.APPROVED, window_start__lte=now, window_end__gt=now
     ).values_list("pk", flat=True)
     for pk in due:
-        enqueue_execution(pk)
+        enqueue.execute_change(pk)
         counts["started"] += 1
 
     stale_before = now - timedelta(seconds=settings.STALE_EXECUTION_SECONDS)
@@ -449,5 +393,5 @@ def sweep() -> dict[str, int]:
         counts["reconciled"] += 1
         execution.reconcile_lost_worker(generation)
         if execution.calling_aws_at is not None:
-            _enqueue_watch(execution.pk, generation)
+            enqueue.watch_execution(execution.pk, generation)
     return counts

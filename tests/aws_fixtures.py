@@ -1,4 +1,4 @@
-"""Fixtures for the simulated AWS (maintenance/simulator.py), loaded from conftest.py.
+"""Fixtures for the simulated AWS (the simulator app), loaded from conftest.py.
 
 - ``aws``: moto's ``mock_aws`` in this process, with vpnctl's additions and short timings;
   yields ``SIMULATOR``.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from maintenance.simulator import (
+from simulator import (
     DEFAULT_ACCOUNT_ID,
     SECOND_ACCOUNT_ID,
     SECOND_ACCOUNT_ROLE_ARN,
@@ -30,7 +30,7 @@ TEST_TIMINGS = Timings(replace_down_seconds=0.5, modify_seconds=0.3)
 
 
 def _reset_aws_clients() -> None:
-    # maintenance/aws.py caches clients and sessions; a cached client built for another
+    # maintenance.aws caches clients and sessions; a cached client built for another
     # endpoint, or before mock_aws started, would escape the simulator.
     try:
         aws_module = importlib.import_module("maintenance.aws")

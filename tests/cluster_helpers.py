@@ -4,7 +4,7 @@ Shared by the tests that need the queue itself (test_cluster.py) and the browser
 (test_browser.py). The worker reads its settings from the environment ``cluster_env`` builds.
 
 django-q2's scheduler, which runs the one-off schedules that book each look at a running
-change (tasks._enqueue_watch), wakes once every 30 s of guard cycles (django_q/cluster.py,
+change (enqueue.watch_execution), wakes once every 30 s of guard cycles (django_q/cluster.py,
 ``Sentinel.guard``: ``counter += cycle; if counter >= 30``). A simulated outage has to last
 longer than that for a look to be sure to see the tunnel DOWN.
 """

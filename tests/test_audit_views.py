@@ -19,7 +19,7 @@ from maintenance.models import (
     UserProfile,
     canonical_json,
 )
-from maintenance.views_audit import EXPORT_COLUMNS
+from maintenance.views.audit import EXPORT_COLUMNS
 from tests.factories import make_account, make_connection, pending
 
 URL = reverse("maintenance:audit")
@@ -272,7 +272,7 @@ def test_broken_chain_names_the_event(client, auditor, history):
 
 
 def test_big_log_is_not_verified_on_the_page(client, auditor, history, monkeypatch):
-    monkeypatch.setattr("maintenance.views_audit.VERIFY_ON_PAGE_LIMIT", 2)
+    monkeypatch.setattr("maintenance.views.audit.VERIFY_ON_PAGE_LIMIT", 2)
     calls = []
     monkeypatch.setattr(AuditEvent, "verify_chain", classmethod(lambda cls: calls.append(1)))
     client.force_login(auditor)

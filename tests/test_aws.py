@@ -1,4 +1,4 @@
-"""maintenance/aws.py against the simulated AWS: parsing, errors, retries, clients, pacing."""
+"""maintenance/aws/ against the simulated AWS: parsing, errors, retries, clients, pacing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time_machine
 from moto.sts.models import sts_backends
 
 from maintenance import aws as aws_api
-from maintenance.simulator import (
+from simulator import (
     DEFAULT_ACCOUNT_ID,
     SECOND_ACCOUNT_ID,
     Throttling,
@@ -81,7 +81,7 @@ def test_describe_is_one_call_because_botocore_has_no_paginator(aws, accounts):
 
     connections, _ = aws_list(accounts["default"])
 
-    client = aws_api._client(accounts["default"], REGION, aws_api.READ)
+    client = aws_api.clients._client(accounts["default"], REGION, aws_api.READ)
     assert client.can_paginate("describe_vpn_connections") is False
     assert len(connections) == 30
     assert aws.calls("DescribeVpnConnections") == 1
@@ -190,7 +190,7 @@ def _raw(**override):
 
 
 def test_parse_a_sound_connection():
-    info = aws_api._parse_connection(_raw())
+    info = aws_api.reads._parse_connection(_raw())
 
     assert info.name == "hq"
     assert [(t.outside_ip, t.status, t.lifecycle_control) for t in info.tunnels] == [
@@ -227,8 +227,8 @@ def test_parse_a_sound_connection():
     ],
 )
 def test_parse_refuses_malformed_connections(override, why):
-    with pytest.raises(aws_api._Malformed, match=why):
-        aws_api._parse_connection(_raw(**override))
+    with pytest.raises(aws_api.reads._Malformed, match=why):
+        aws_api.reads._parse_connection(_raw(**override))
 
 
 def test_a_malformed_connection_is_skipped_as_an_item_error(aws, accounts, monkeypatch):
@@ -311,7 +311,7 @@ def test_a_definite_refusal_of_a_mutating_call_is_not_ambiguous(aws, accounts):
 
 
 def test_a_throttled_mutating_call_is_retried_because_aws_refused_it(aws, accounts, monkeypatch):
-    monkeypatch.setattr(aws_api, "WRITE_THROTTLE_BASE_DELAY", 0.01)
+    monkeypatch.setattr(aws_api.changes, "WRITE_THROTTLE_BASE_DELAY", 0.01)
     connection_id = aws.create_connection(region=REGION, tunnels=_pending_tunnels())
     ip = aws.tunnel_ips(connection_id)[0]
     aws.inject_fault("ReplaceVpnTunnel", "RequestLimitExceeded", "Request limit exceeded.", 1, 503)
@@ -323,7 +323,7 @@ def test_a_throttled_mutating_call_is_retried_because_aws_refused_it(aws, accoun
 
 
 def test_a_mutating_call_throttled_every_time_raises_aws_throttled(aws, accounts, monkeypatch):
-    monkeypatch.setattr(aws_api, "WRITE_THROTTLE_BASE_DELAY", 0.01)
+    monkeypatch.setattr(aws_api.changes, "WRITE_THROTTLE_BASE_DELAY", 0.01)
     # EC2's own write bucket, nearly empty and refilling once a minute.
     aws.configure(throttling=Throttling(write_capacity=1, write_refill=1 / 60))
     connection_id = aws.create_connection(region=REGION, tunnels=_pending_tunnels())
@@ -339,7 +339,7 @@ def test_a_mutating_call_throttled_every_time_raises_aws_throttled(aws, accounts
 
     assert caught.value.code == "RequestLimitExceeded"
     assert aws.calls("ModifyVpnTunnelOptions", outcome="throttled") == (
-        aws_api.WRITE_THROTTLE_ATTEMPTS
+        aws_api.changes.WRITE_THROTTLE_ATTEMPTS
     )
 
 
@@ -347,8 +347,8 @@ def test_write_clients_have_sdk_retries_off_and_read_clients_on(aws, accounts, s
     settings.AWS_READ_RETRY_MODE = "standard"
     settings.AWS_READ_MAX_ATTEMPTS = 4
 
-    read = aws_api._client(accounts["default"], REGION, aws_api.READ)
-    write = aws_api._client(accounts["default"], REGION, aws_api.WRITE)
+    read = aws_api.clients._client(accounts["default"], REGION, aws_api.READ)
+    write = aws_api.clients._client(accounts["default"], REGION, aws_api.WRITE)
 
     assert read.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert write.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
@@ -384,7 +384,7 @@ def test_no_credentials_appear_in_errors(aws, accounts, monkeypatch):
 
     assert isinstance(errors[0], aws_api.AwsAuthError)
     assert isinstance(errors[1], aws_api.AwsAmbiguousError)
-    frozen = aws_api._session(accounts["second"], REGION).get_credentials()
+    frozen = aws_api.clients._session(accounts["second"], REGION).get_credentials()
     frozen = frozen.get_frozen_credentials()
     for error in errors:
         text = f"{error} {error!r} {error.args} {error.as_dict()}"
@@ -467,7 +467,7 @@ def test_one_client_per_account_region_and_kind_even_across_threads(aws, account
 
     def grab():
         barrier.wait()
-        seen.append(aws_api._client(accounts["second"], REGION, aws_api.READ))
+        seen.append(aws_api.clients._client(accounts["second"], REGION, aws_api.READ))
 
     threads = [threading.Thread(target=grab) for _ in range(12)]
     for thread in threads:
@@ -477,9 +477,9 @@ def test_one_client_per_account_region_and_kind_even_across_threads(aws, account
 
     assert len({id(client) for client in seen}) == 1
     others = {
-        id(aws_api._client(accounts["second"], REGION, aws_api.WRITE)),
-        id(aws_api._client(accounts["second"], "eu-west-1", aws_api.READ)),
-        id(aws_api._client(accounts["default"], REGION, aws_api.READ)),
+        id(aws_api.clients._client(accounts["second"], REGION, aws_api.WRITE)),
+        id(aws_api.clients._client(accounts["second"], "eu-west-1", aws_api.READ)),
+        id(aws_api.clients._client(accounts["default"], REGION, aws_api.READ)),
     }
     assert len(others | {id(seen[0])}) == 4
 
@@ -492,7 +492,7 @@ def test_the_endpoint_override_reaches_the_simulator_for_sts_and_ec2(
     connections, _ = aws_api.list_connections(accounts["second"], REGION)
 
     assert [c.vpn_connection_id for c in connections] == [theirs]
-    client = aws_api._client(accounts["second"], REGION, aws_api.READ)
+    client = aws_api.clients._client(accounts["second"], REGION, aws_api.READ)
     assert client.meta.endpoint_url == settings.AWS_ENDPOINT_URL
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.conf import Conf
 
-from maintenance import sync, tasks
+from maintenance import enqueue, sync, tasks
 from maintenance.choices import AuditAction, ChangeKind, ChangeStatus
 from maintenance.models import (
     AuditEvent,
@@ -25,8 +25,9 @@ from maintenance.models import (
     Tunnel,
     VpnConnection,
 )
-from maintenance.simulator import TunnelSpec
+from simulator import TunnelSpec
 from tests.factories import make_account, make_connection, pending
+from tests.queue_helpers import queue_held
 
 MODIFY = "ModifyVpnTunnelOptions"
 OFF = {"lifecycle_control": False}
@@ -74,9 +75,12 @@ def submit_batch(user, tunnels, **extra) -> ChangeBatch:
 
 
 @pytest.fixture
-def no_enqueue(monkeypatch):
-    """Approvals without execution: these tests are about the workflow, not running it."""
-    monkeypatch.setattr(tasks, "enqueue_execution", lambda pk: None)
+def no_enqueue():
+    """Approvals without execution: these tests are about the workflow, not running it.
+
+    What they queue stays in django-q2's queue, where no worker runs it."""
+    with queue_held() as queue:
+        yield queue
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,23 +418,25 @@ def test_the_second_tunnel_waits_while_the_first_runs_then_starts_at_once(
     [(first, second)] = lacking_world(aws)
     batch = submit_batch(requester, [first, second])
     one, two = batch.ordered_requests()
-    real_enqueue, real_watch = tasks.enqueue_execution, tasks._enqueue_watch
-    monkeypatch.setattr(tasks, "enqueue_execution", lambda pk: None)
-    batch.approve(user=approver)
-    monkeypatch.setattr(tasks, "enqueue_execution", real_enqueue)
-    held: list[tuple[int, int]] = []
-    monkeypatch.setattr(tasks, "_enqueue_watch", lambda pk, gen, delay=0: held.append((pk, gen)))
+    held: list[tuple] = []
+    with queue_held() as queue:
+        batch.approve(user=approver)
+        queue.release()  # the approval's own tasks: the sweeper below queues them again
+        # Both windows are open; the sweeper queues both, and again a minute later. The
+        # executions run; the looks at the tunnel they book stay held.
+        for _minute in range(2):
+            tasks.sweep()
+            for args in queue.of(enqueue.EXECUTE_CHANGE):
+                tasks.execute_change(*args)
+            held += queue.of(enqueue.WATCH_EXECUTION)
+            queue.release()
 
-    tasks.sweep()  # both windows are open; the sweeper queues both
-    tasks.sweep()  # and again a minute later: the second still waits
-
-    one.refresh_from_db()
-    two.refresh_from_db()
-    assert (one.status, two.status) == (ChangeStatus.RUNNING, ChangeStatus.APPROVED)
-    assert len(modify_calls(aws)) == 1 and modify_calls(aws, second.outside_ip) == []
+        one.refresh_from_db()
+        two.refresh_from_db()
+        assert (one.status, two.status) == (ChangeStatus.RUNNING, ChangeStatus.APPROVED)
+        assert len(modify_calls(aws)) == 1 and modify_calls(aws, second.outside_ip) == []
 
     # The first succeeds: the second is queued at once, without waiting for the sweeper.
-    monkeypatch.setattr(tasks, "_enqueue_watch", real_watch)
     for pk, generation in held:
         tasks.watch_execution(pk, generation)
 
@@ -479,16 +485,14 @@ def test_connections_run_in_parallel_and_their_second_tunnels_wait(
 ):
     pairs = lacking_world(aws, n=2)
     batch = submit_batch(requester, [t for pair in pairs for t in pair], skip=True)
-    real_enqueue = tasks.enqueue_execution
-    monkeypatch.setattr(tasks, "enqueue_execution", lambda pk: None)
-    batch.approve(user=approver)
-    monkeypatch.setattr(tasks, "enqueue_execution", real_enqueue)
     # Hold the watches back so that no execution can finish while the sweeper starts them.
-    held: list[tuple[int, int]] = []
-    real_watch = tasks._enqueue_watch
-    monkeypatch.setattr(tasks, "_enqueue_watch", lambda pk, gen, delay=0: held.append((pk, gen)))
-
-    tasks.sweep()
+    with queue_held() as queue:
+        batch.approve(user=approver)
+        queue.release()  # the approval's own tasks: the sweeper below queues them again
+        tasks.sweep()
+        for args in queue.of(enqueue.EXECUTE_CHANGE):
+            tasks.execute_change(*args)
+        held = queue.of(enqueue.WATCH_EXECUTION)
 
     firsts = [ChangeRequest.objects.get(batch=batch, tunnel=first) for first, _ in pairs]
     seconds = [ChangeRequest.objects.get(batch=batch, tunnel=second) for _, second in pairs]
@@ -501,7 +505,6 @@ def test_connections_run_in_parallel_and_their_second_tunnels_wait(
     assert all(run.finished_at is None and run.calling_aws_at for run in runs)
     assert not Execution.objects.filter(change_request__in=seconds).exists()
 
-    monkeypatch.setattr(tasks, "_enqueue_watch", real_watch)
     for pk, generation in held:
         tasks.watch_execution(pk, generation)
 

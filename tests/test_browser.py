@@ -35,7 +35,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from maintenance import sync
 from maintenance.choices import ChangeStatus
 from maintenance.models import ChangeRequest
-from maintenance.simulator import Timings, TunnelSpec
+from simulator import Timings, TunnelSpec
 from tests.cluster_helpers import ROOT, SCHEDULER_PERIOD_SECONDS, kill, log_tail, start_cluster
 
 pytestmark = [

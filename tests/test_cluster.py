@@ -14,7 +14,7 @@ from django.utils import timezone
 from maintenance import sync, tasks
 from maintenance.choices import ChangeKind, ChangeStatus
 from maintenance.models import ChangeRequest, Execution, Tunnel
-from maintenance.simulator import Timings, TunnelSpec
+from simulator import Timings, TunnelSpec
 from tests.cluster_helpers import SCHEDULER_PERIOD_SECONDS, kill, start_cluster, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]

@@ -106,7 +106,7 @@ def test_demo_users_refuses_in_production():
 
 @pytest.mark.django_db
 def test_demo_accounts_creates_the_two_simulated_accounts():
-    from maintenance.simulator import (
+    from simulator import (
         DEFAULT_ACCOUNT_ID,
         SECOND_ACCOUNT_ID,
         SECOND_ACCOUNT_ROLE_ARN,

@@ -14,10 +14,11 @@ from django.db import connections
 from django.utils import timezone
 from django_q.conf import Conf
 
-from maintenance import sync, tasks
+from maintenance import enqueue, sync, tasks
 from maintenance.choices import AuditAction, ChangeKind, ChangeStatus, PendingMaintenance
 from maintenance.models import AuditEvent, ChangeRequest, Execution, Tunnel, VpnConnection
-from maintenance.simulator import Timings, TunnelSpec
+from simulator import Timings, TunnelSpec
+from tests.queue_helpers import queue_held
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,13 +67,10 @@ def approved_request(tunnel, requester, approver, *, kind=ChangeKind.REPLACE, **
         window_end=timezone.now() + timedelta(hours=2),
         **kwargs,
     )
-    # Approve without running the on_commit enqueue: each test starts execution itself.
-    tasks_enqueue = tasks.enqueue_execution
-    tasks.enqueue_execution = lambda pk: None
-    try:
+    # The approval queues its execution; hold it there: each test starts execution itself.
+    with queue_held() as queue:
         request.approve(user=approver)
-    finally:
-        tasks.enqueue_execution = tasks_enqueue
+        assert queue.of(enqueue.EXECUTE_CHANGE) == [(request.pk,)]
     request.refresh_from_db()
     assert request.status == ChangeStatus.APPROVED
     return request
@@ -335,7 +333,7 @@ def test_worker_killed_is_reconciled_without_a_second_call(
     _, tunnel, _ = make_world(aws, accounts)
     request = approved_request(tunnel, requester, approver)
     target = {
-        "claim": (ChangeRequest, "claim"),
+        "claim": (Execution, "claim"),
         "about_to_call": (Execution, "mark_calling_aws"),
         "call": (tasks.aws, "replace_tunnel"),
     }[where]
@@ -390,7 +388,6 @@ def test_twenty_threads_approving_and_executing_call_aws_once(
         window_start=None,
         window_end=timezone.now() + timedelta(hours=2),
     )
-    monkeypatch.setattr(tasks, "enqueue_execution", lambda pk: None)
     barrier = threading.Barrier(20)
     results: list[str] = []
 
@@ -405,11 +402,18 @@ def test_twenty_threads_approving_and_executing_call_aws_once(
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=act, args=(u,)) for u in approvers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # The approval's own execution task is held in the queue: the threads race instead.
+    with queue_held() as queue:
+        threads = [threading.Thread(target=act, args=(u,)) for u in approvers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        queued = queue.of(enqueue.EXECUTE_CHANGE)
+        watches = queue.of(enqueue.WATCH_EXECUTION)
+    assert queued == [(request.pk,)]  # the one approval that counted queued it, once
+    for args in watches:
+        tasks.watch_execution(*args)
     request.refresh_from_db()
     assert request.status == ChangeStatus.SUCCEEDED, results
     assert results.count("watching") == 1  # one claimed; the rest found nothing to claim

@@ -21,7 +21,7 @@ from maintenance.choices import (
     ExecutionOutcome,
 )
 from maintenance.models import Approval, AuditEvent, ChangeRequest, Execution
-from maintenance.views_dashboard import duration_text
+from maintenance.views.history import duration_text
 from tests.factories import make_connection, pending
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

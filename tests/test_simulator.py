@@ -32,8 +32,8 @@ from botocore.exceptions import ClientError
 from django.core.management import call_command
 from moto.ec2.responses import EC2Response
 
-from maintenance import simulator
-from maintenance.simulator import (
+import simulator
+from simulator import (
     CONTROL_PATH,
     DEFAULT_ACCOUNT_ID,
     SECOND_ACCOUNT_ID,
@@ -151,7 +151,7 @@ def moto_as_shipped():
 
 
 def test_moto_still_lacks_what_we_add(aws):
-    """Fails the day moto implements these calls itself: then review maintenance/simulator.py."""
+    """Fails the day moto implements these calls itself: then review simulator/moto_additions.py."""
     client = ec2()
     target = {"VpnConnectionId": "vpn-1", "VpnTunnelOutsideIpAddress": "1.1.1.1"}
     with moto_as_shipped():

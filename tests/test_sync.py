@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from maintenance import aws as aws_api
-from maintenance import sync
+from maintenance import enqueue, sync
 from maintenance.choices import (
     ActorKind,
     AuditAction,
@@ -33,7 +33,7 @@ from maintenance.models import (
     Tunnel,
     VpnConnection,
 )
-from maintenance.simulator import SECOND_ACCOUNT_ID, Throttling, TunnelSpec
+from simulator import SECOND_ACCOUNT_ID, Throttling, TunnelSpec
 
 TOKYO, VIRGINIA, IRELAND = "ap-northeast-1", "us-east-1", "eu-west-1"
 INVENTORY_TABLES = ("maintenance_vpnconnection", "maintenance_tunnel")
@@ -502,7 +502,7 @@ def test_refresh_raises_aws_errors_to_the_caller(aws, accounts):
 # --------------------------------------------------------------------------------------
 
 
-def test_queue_sync_enqueues_after_commit(
+def test_manual_sync_is_queued_after_commit(
     aws, accounts, requester, monkeypatch, django_capture_on_commit_callbacks
 ):
     from django_q.conf import Conf
@@ -511,7 +511,7 @@ def test_queue_sync_enqueues_after_commit(
     aws.create_connection(region=TOKYO)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        sync.queue_sync(requester)
+        enqueue.manual_sync(requester)
         assert not VpnConnection.objects.exists()  # nothing before the commit
     for callback in callbacks:
         callback()

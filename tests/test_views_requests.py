@@ -500,7 +500,7 @@ def running(requester, approver, tunnel):
     change = submit(requester, tunnel, start_when_approved=True)
     change.approve(user=approver, comment="go")
     change.refresh_from_db()
-    execution = change.claim(task_id="t-1", worker="worker-7")
+    execution = Execution.claim(change, task_id="t-1", worker="worker-7")
     execution.step("Tunnel 198.51.0.10 is DOWN: AWS is working on it.", level=StepLevel.WARNING)
     Execution.objects.filter(pk=execution.pk).update(
         aws_request_id="req-5f2c",

@@ -79,6 +79,10 @@ INSTALLED_APPS = [
     "django_q",
     "maintenance",
 ]
+if MODE in {"demo", "test"}:
+    # The simulated AWS and the demo commands (run_simulator, run_demo, ...). Production
+    # never installs it, and a plain `pip install .` does not bring moto.
+    INSTALLED_APPS.append("simulator")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from maintenance.views import healthz
+from maintenance.views.health import healthz
 
 urlpatterns = [
     path("", include("maintenance.urls")),

@@ -1,4 +1,5 @@
-"""Template helpers for vpnctl's pages: times in the user's zone, relative times, badges.
+"""Template helpers for vpnctl's pages: times in the user's zone (maintenance/times.py),
+relative times, badges.
 
 ``{% load vpnctl %}``, then ``{{ dt|when }}`` -> "2026-11-25 21:00 JST",
 ``{{ dt|relative }}`` -> "in 5 days" / "3 hours ago", ``{% status_badge value label %}``.
@@ -6,15 +7,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django import template
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
 
+from maintenance import times
 from maintenance.choices import (
     ChangeStatus,
     ConnectionState,
@@ -58,46 +58,13 @@ _TONES: dict[str, str] = {
 @register.filter
 def when(value: datetime | None) -> str:
     """A moment in the active time zone, the zone named: "2026-11-25 21:00 JST"."""
-    if not isinstance(value, datetime):
-        return "—" if value in (None, "") else str(value)
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
-    local = timezone.localtime(value)
-    zone = local.tzname() or timezone.get_current_timezone_name()
-    if zone[:1] in "+-":
-        # Zones without an abbreviation (America/Sao_Paulo is "-03"): say UTC-03.
-        zone = f"UTC{zone}"
-    return f"{local:%Y-%m-%d %H:%M} {zone}"
+    return times.local(value)
 
 
 @register.filter
 def relative(value: datetime | None, now: datetime | None = None) -> str:
-    """How far a moment is from now, in its largest sensible unit: "in 5 days", "3 hours ago"."""
-    if not isinstance(value, datetime):
-        return ""
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
-    delta: timedelta = value - (now or timezone.now())
-    seconds = abs(delta.total_seconds())
-    future = delta.total_seconds() > 0
-    # Round to the nearest unit (a deadline 5 days away is still "in 5 days" a moment
-    # later); the thresholds keep "59 minutes" from reading as "1 hour".
-    if seconds < 45:
-        return gettext("in a few seconds") if future else gettext("a few seconds ago")
-    if seconds < 45 * 60:
-        n = max(1, round(seconds / 60))
-        if future:
-            return ngettext("in %(count)d minute", "in %(count)d minutes", n) % {"count": n}
-        return ngettext("%(count)d minute ago", "%(count)d minutes ago", n) % {"count": n}
-    if seconds < 22 * 3600:
-        n = max(1, round(seconds / 3600))
-        if future:
-            return ngettext("in %(count)d hour", "in %(count)d hours", n) % {"count": n}
-        return ngettext("%(count)d hour ago", "%(count)d hours ago", n) % {"count": n}
-    n = max(1, round(seconds / 86400))
-    if future:
-        return ngettext("in %(count)d day", "in %(count)d days", n) % {"count": n}
-    return ngettext("%(count)d day ago", "%(count)d days ago", n) % {"count": n}
+    """How far a moment is from now: "in 5 days", "3 hours ago"."""
+    return times.relative(value, now)
 
 
 @register.simple_tag

@@ -22,12 +22,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from .choices import ChangeKind, ChangeStatus
-from .forms import ConnectionFilterForm
-from .forms_batches import BatchDecisionForm, BatchRequestForm
-from .models import Approval, ChangeBatch, ChangeRequest, Tunnel, VpnConnection, ip_order
-from .view_helpers import require_perm
-from .views_requests import _add_model_errors
+from ..choices import ChangeKind, ChangeStatus
+from ..forms.batches import BatchDecisionForm, BatchRequestForm
+from ..forms.inventory import ConnectionFilterForm
+from ..models import Approval, ChangeBatch, ChangeRequest, Tunnel, VpnConnection, ip_order
+from .helpers import add_model_errors, require_perm
 
 BATCHES_PER_PAGE = 25
 FAILED = (ChangeStatus.FAILED, ChangeStatus.BLOCKED, ChangeStatus.TIMED_OUT)
@@ -90,7 +89,7 @@ def batch_new(request: HttpRequest) -> HttpResponse:
                 skip_tunnel_replacement=form.skip,
             )
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -234,7 +233,7 @@ def batch_decide(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             decided = decide(user=request.user, comment=form.cleaned_data["comment"])
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             if verb == "reject":
                 text = _("You rejected batch #%(pk)s: its %(n)d requests will not run.")

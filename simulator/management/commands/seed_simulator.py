@@ -5,7 +5,7 @@ transit gateways, ``CreateVpnConnection`` with tags and tunnel options), in two 
 default one with plain ``testing`` credentials, the second through ``sts:AssumeRole``) and
 three regions. What AWS has no "create" call for (a tunnel's status, pending maintenance and
 its deadline, when maintenance was last applied) is then set through the simulator's own
-control channel, ``POST /moto-api/vpnctl/set-tunnels`` (see maintenance/simulator.py).
+control channel, ``POST /moto-api/vpnctl/set-tunnels`` (see simulator/control.py).
 
 The estate is a pure function of ``--seed`` and the connection's number, and connections are
 recognised by their Name tag: running it again adds only what is missing and changes nothing
@@ -30,6 +30,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+from simulator import CONTROL_PATH, DEFAULT_ACCOUNT_ID, SECOND_ACCOUNT_ID, SECOND_ACCOUNT_ROLE_ARN
 
 SEED_REGIONS = ("ap-northeast-1", "us-east-1", "eu-west-1")
 SITES = {
@@ -189,8 +191,6 @@ class Command(BaseCommand):
         self._check_simulator(endpoint)
 
         started = time.monotonic()
-        from maintenance.simulator import DEFAULT_ACCOUNT_ID, SECOND_ACCOUNT_ID
-
         now = datetime.now(UTC)
         accounts = (DEFAULT_ACCOUNT_ID, SECOND_ACCOUNT_ID)
         plans = [plan_connection(options["seed"], i, now, accounts) for i in range(count)]
@@ -241,12 +241,6 @@ class Command(BaseCommand):
     ) -> dict[tuple[str, str], Any]:
         """An EC2 client per (account, region): plain keys, or the assumed role's."""
         import boto3
-
-        from maintenance.simulator import (
-            DEFAULT_ACCOUNT_ID,
-            SECOND_ACCOUNT_ID,
-            SECOND_ACCOUNT_ROLE_ARN,
-        )
 
         # The simulator's fake credentials, never whatever the environment holds. One
         # session for all clients: each new session parses EC2's large model again.
@@ -361,8 +355,6 @@ class Command(BaseCommand):
     # -- the simulator's control channel ---------------------------------------------------
 
     def _check_simulator(self, endpoint: str) -> None:
-        from maintenance.simulator import CONTROL_PATH
-
         try:
             with urllib.request.urlopen(  # noqa: S310 - scheme checked in handle()
                 f"{endpoint}{CONTROL_PATH}/ping", timeout=5
@@ -383,8 +375,6 @@ class Command(BaseCommand):
             )
 
     def _post(self, endpoint: str, what: str, payload: dict[str, Any]) -> None:
-        from maintenance.simulator import CONTROL_PATH
-
         request = urllib.request.Request(  # noqa: S310 - scheme checked in handle()
             f"{endpoint}{CONTROL_PATH}/{what}",
             data=json.dumps(payload).encode(),

@@ -21,6 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from simulator import SIMULATOR, Throttling, Timings, start_server
+
 
 class Command(BaseCommand):
     help = gettext_lazy(
@@ -65,9 +67,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
-        # Imported here: moto is heavy, and only this command and the tests need it.
-        from maintenance.simulator import SIMULATOR, Throttling, Timings, start_server
-
         if settings.MODE == "production":
             raise CommandError(_("run_simulator only runs with VPNCTL_MODE=demo (or in tests)."))
         port = options["port"]

@@ -14,7 +14,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
-from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -23,39 +22,21 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from .calendar import upcoming_blackouts
-from .choices import ActorKind, ChangeKind, ChangeStatus, Decision, StepLevel
-from .forms_requests import (
+from .. import times
+from ..calendar import upcoming_blackouts
+from ..choices import AUDIT_ACTION_LEVELS, ActorKind, ChangeKind, ChangeStatus, Decision, StepLevel
+from ..forms.changes import (
     CancelForm,
     ChangeRequestForm,
     DecisionForm,
     RequestFilterForm,
     WindowForm,
-    with_approval_counts,
 )
-from .models import Approval, ChangeRequest, Execution, Tunnel, ip_order
-from .risks import blocking, risks_for
-from .view_helpers import paginate, require_perm
+from ..models import Approval, ChangeRequest, Execution, Tunnel
+from ..risks import blocking, risks_for
+from .helpers import add_model_errors, paginate, require_perm, tunnel_number
 
 REQUESTS_PER_PAGE = 25
-
-
-def _add_model_errors(form: Form, exc: ValidationError) -> None:
-    """Put the model's ValidationError next to the field it names (else above the form)."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            target = field if field in form.fields else None
-            for error in errors:
-                form.add_error(target, error)
-    else:
-        form.add_error(None, exc)
-
-
-def _tunnel_number(tunnel: Tunnel, sibling: Tunnel | None) -> int:
-    """1 or 2, as the connection page numbers them (by outside IP)."""
-    if sibling is None:
-        return 1
-    return 1 if ip_order(tunnel.outside_ip) <= ip_order(sibling.outside_ip) else 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,7 +79,7 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
                 skip_tunnel_replacement=kind == ChangeKind.ENABLE_LIFECYCLE and form.skip,
             )
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -125,7 +106,7 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
             "tunnel": tunnel,
             "connection": tunnel.connection,
             "sibling": sibling,
-            "tunnel_number": _tunnel_number(tunnel, sibling),
+            "tunnel_number": tunnel_number(tunnel, sibling),
             "what_happens": _what_happens(kind),
             "call_apply": calls[False],
             "call_skip": calls[True],
@@ -176,7 +157,6 @@ class TimelineEntry:
 
 
 _WHO = {ActorKind.SYSTEM: "vpnctl", ActorKind.AWS: "AWS"}
-_BAD_ACTIONS = ("blocked", "failed", "aws_error", "timed_out", "rejected")
 
 
 def _timeline(change: ChangeRequest, execution: Execution | None) -> list[TimelineEntry]:
@@ -196,7 +176,7 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
                 else _WHO[event.actor_kind],
                 text=event.message or event.get_action_display(),
                 detail=str(detail),
-                level=StepLevel.ERROR if event.action.endswith(_BAD_ACTIONS) else StepLevel.INFO,
+                level=AUDIT_ACTION_LEVELS.get(event.action, StepLevel.INFO),
             )
         )
     if execution is not None:
@@ -222,16 +202,8 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
             )
     entries.sort(key=lambda e: (e.at, e.order))
     for entry in entries:
-        entry.at_text = _with_seconds(entry.at)
+        entry.at_text = times.local(entry.at, seconds=True)
     return entries
-
-
-def _with_seconds(value: datetime) -> str:
-    """Like the `when` filter (the zone named as it names it), to the second."""
-    from .templatetags.vpnctl import when
-
-    zone = when(value).rsplit(" ", 1)[-1]
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S} {zone}"
 
 
 # What the before/after snapshot holds (tasks._snapshot), in the order a reader wants it.
@@ -342,12 +314,7 @@ def _render_request(
     sibling = tunnel.sibling()
     context = _live_context(change)
     approvals = list(change.approvals.all())
-    for approval in approvals:
-        approval.counts = (
-            approval.decision == Decision.APPROVE and approval.fingerprint == change.fingerprint
-        )
-        approval.outdated = approval.fingerprint != change.fingerprint
-    can_reschedule = user == change.requester and change.status == ChangeStatus.PENDING_APPROVAL
+    can_reschedule = change.can_reschedule(user)
     if reschedule_form is None and can_reschedule:
         reschedule_form = WindowForm(
             initial={
@@ -383,7 +350,7 @@ def _render_request(
             "tunnel": tunnel,
             "connection": tunnel.connection,
             "sibling": sibling,
-            "tunnel_number": _tunnel_number(tunnel, sibling),
+            "tunnel_number": tunnel_number(tunnel, sibling),
             "approvals": approvals,
             # Risks concern what may still happen: shown until the change starts to run.
             "risks": risks_for(tunnel, change.kind, sibling=sibling)
@@ -438,7 +405,7 @@ def request_decide(request: HttpRequest, pk: int) -> HttpResponse:
         except PermissionDenied as exc:
             return _render_request(request, change, status=403, page_error=str(exc))
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             if form.cleaned_data["decision"] == Decision.REJECT:
                 messages.success(request, _("You rejected request #%(pk)s.") % {"pk": change.pk})
@@ -481,7 +448,7 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         except PermissionDenied as exc:
             return _render_request(request, change, status=403, page_error=str(exc))
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             messages.success(request, _("Request #%(pk)s cancelled.") % {"pk": change.pk})
             return redirect("maintenance:request", change.pk)
@@ -508,7 +475,7 @@ def request_reschedule(request: HttpRequest, pk: int) -> HttpResponse:
         except PermissionDenied as exc:
             return _render_request(request, change, status=403, page_error=str(exc))
         except ValidationError as exc:
-            _add_model_errors(form, exc)
+            add_model_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -527,9 +494,11 @@ def request_reschedule(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _rows(qs) -> Any:
-    return with_approval_counts(
-        qs.select_related("tunnel__connection__account", "requester")
-    ).order_by("-created_at", "-pk")
+    return (
+        qs.with_approval_counts()
+        .select_related("tunnel__connection__account", "requester")
+        .order_by("-created_at", "-pk")
+    )
 
 
 def _render_list(request: HttpRequest, qs, **context: Any) -> HttpResponse:

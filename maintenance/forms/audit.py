@@ -15,9 +15,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import ActorKind, AuditAction
-from .forms_requests import LOCAL_FORMAT, LocalDateTimeInput
-from .models import AuditEvent, AwsAccount
+from ..choices import ActorKind, AuditAction
+from ..models import AuditEvent, AwsAccount
+from .changes import LOCAL_FORMAT, LocalDateTimeInput
 
 _INPUT_FORMATS = [LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 

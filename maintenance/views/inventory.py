@@ -14,10 +14,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from . import views_dashboard
-from .forms import ConnectionFilterForm, PreferencesForm
-from .models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection, ip_order
-from .view_helpers import paginate, require_perm
+from .. import enqueue
+from ..forms.accounts import PreferencesForm
+from ..forms.inventory import ConnectionFilterForm
+from ..models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection, ip_order
+from .helpers import paginate, require_perm
 
 CONNECTIONS_PER_PAGE = 50
 SYNC_RUNS_PER_PAGE = 20
@@ -31,12 +32,6 @@ def _ordered_tunnels(connection: VpnConnection) -> list[Tunnel]:
 # ---------------------------------------------------------------------------------------
 # Inventory: connections, tunnels, sync runs, preferences
 # ---------------------------------------------------------------------------------------
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    """The dashboard: what needs attention now (maintenance/views_dashboard.py)."""
-    return views_dashboard.dashboard(request)
 
 
 @dataclass
@@ -155,9 +150,7 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
 def sync_now(request: HttpRequest) -> HttpResponse:
     """Queue a sync of every account and region; the worker runs it, never this request."""
     require_perm(request, "maintenance.manage_changes")
-    from .sync import queue_sync  # sync.py pulls in boto3; keep it out of page imports
-
-    queue_sync(request.user)
+    enqueue.manual_sync(request.user)
     messages.success(request, _("Sync queued. It appears here when the worker has started it."))
     return redirect("maintenance:sync_runs")
 
@@ -174,20 +167,3 @@ def preferences(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Time zone saved."))
         return redirect("maintenance:preferences")
     return render(request, "maintenance/preferences.html", {"form": form, "now": timezone.now()})
-
-
-# --------------------------------------------------------------------------------------
-# Operations
-# --------------------------------------------------------------------------------------
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    """For load balancers and the container HEALTHCHECK: the app answers, the DB too."""
-    from django.db import connection
-
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception:  # noqa: BLE001 - any database failure means "unhealthy"
-        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
-    return HttpResponse("ok\n", content_type="text/plain")

@@ -12,18 +12,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from maintenance.models import AwsAccount
+from simulator import DEFAULT_ACCOUNT_ID, SECOND_ACCOUNT_ID, SECOND_ACCOUNT_ROLE_ARN
 
 DEMO_REGIONS = ["ap-northeast-1", "us-east-1", "eu-west-1"]
 
 
 def demo_account_specs() -> list[dict[str, object]]:
-    # Imported here: the simulator module pulls in moto, which only the demo and tests need.
-    from maintenance.simulator import (
-        DEFAULT_ACCOUNT_ID,
-        SECOND_ACCOUNT_ID,
-        SECOND_ACCOUNT_ROLE_ARN,
-    )
-
     return [
         {"name": "default", "account_id": DEFAULT_ACCOUNT_ID, "role_arn": ""},
         {"name": "second", "account_id": SECOND_ACCOUNT_ID, "role_arn": SECOND_ACCOUNT_ROLE_ARN},

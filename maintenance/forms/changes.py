@@ -13,12 +13,12 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .choices import ChangeKind, ChangeStatus, Decision
-from .models import AwsAccount, ChangeRequest
+from ..choices import ChangeKind, ChangeStatus, Decision
+from ..models import AwsAccount, ChangeRequest
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -210,16 +210,3 @@ class RequestFilterForm(forms.Form):
             end = datetime.combine(data["window_to"] + timedelta(days=1), time.min, tzinfo=zone)
             qs = qs.filter(window_start__lt=end)
         return qs
-
-
-def with_approval_counts(qs: QuerySet[ChangeRequest]) -> QuerySet[ChangeRequest]:
-    """Annotate `approvals_valid`: approvals given to the request as it stands (one query)."""
-    return qs.annotate(
-        approvals_valid=Count(
-            "approvals",
-            filter=Q(
-                approvals__decision=Decision.APPROVE,
-                approvals__fingerprint=F("fingerprint"),
-            ),
-        )
-    )

@@ -16,10 +16,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import calendar
-from .choices import ChangeStatus
-from .models import CalendarFeed, VpnConnection
-from .view_helpers import require_perm
+from .. import calendar
+from ..choices import ChangeStatus
+from ..models import CalendarFeed, VpnConnection
+from .helpers import require_perm
 
 TIMELINE_DAYS = 30
 VIEW_PERM = "maintenance.view_changerequest"

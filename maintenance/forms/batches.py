@@ -10,8 +10,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .forms_requests import SKIP_CHOICES, WindowForm
-from .models import Tunnel
+from ..models import Tunnel
+from .changes import SKIP_CHOICES, WindowForm
 
 
 class BatchRequestForm(WindowForm):

@@ -24,8 +24,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .forms_audit import AuditFilterForm
-from .models import AuditEvent, canonical_json
+from ..forms.audit import AuditFilterForm
+from ..models import AuditEvent, canonical_json
 
 EVENTS_PER_PAGE = 50
 # verify_chain() costs about 60 us an event on a small server (bench/export.py prints

@@ -1,0 +1,60 @@
+"""vpnctl's models, by topic; every model is re-exported here, so ``maintenance.models.X``
+(and the migrations and the admin that name it so) keep working.
+
+- ``inventory``: the mirror of AWS (accounts, connections, tunnels) and the sync runs;
+- ``audit``: the hash-chained, append-only audit log;
+- ``rules``: what a change request must keep, checked at submission;
+- ``changes``: change requests and approvals, with their transitions;
+- ``executions``: the one execution of an approved change, and its steps;
+- ``batches``: lifecycle control for many tunnels at once;
+- ``operations``: preferences, blackouts, calendar feeds, reminders.
+
+Imports run one way: inventory ← audit ← operations ← rules ← changes ← batches, and
+executions beside changes; models use only leaves outside this package (choices, roles,
+times, enqueue, notifications).
+"""
+
+from .audit import GENESIS_HASH, AuditChainHead, AuditEvent, AuditLogError, canonical_json
+from .batches import ChangeBatch
+from .changes import Approval, ChangeRequest, create_checked
+from .executions import Execution, ExecutionStep
+from .inventory import (
+    AwsAccount,
+    SyncResult,
+    SyncRun,
+    Tunnel,
+    VpnConnection,
+    applied_by_aws_since,
+    ip_order,
+    planned_before_deadline,
+)
+from .operations import BlackoutPeriod, CalendarFeed, ReminderSent, UserProfile
+from .rules import check_rules, check_submitter
+
+__all__ = [
+    "GENESIS_HASH",
+    "Approval",
+    "AuditChainHead",
+    "AuditEvent",
+    "AuditLogError",
+    "AwsAccount",
+    "BlackoutPeriod",
+    "CalendarFeed",
+    "ChangeBatch",
+    "ChangeRequest",
+    "Execution",
+    "ExecutionStep",
+    "ReminderSent",
+    "SyncResult",
+    "SyncRun",
+    "Tunnel",
+    "UserProfile",
+    "VpnConnection",
+    "applied_by_aws_since",
+    "canonical_json",
+    "check_rules",
+    "check_submitter",
+    "create_checked",
+    "ip_order",
+    "planned_before_deadline",
+]

@@ -1,0 +1,392 @@
+"""The mirror of AWS: accounts, VPN connections, their tunnels, and the sync runs.
+
+``TunnelQuerySet`` holds the questions pages, reminders and the calendar ask of tunnels
+(pending maintenance due within N days, planned or not before AWS's deadline, applied by
+AWS itself since a moment), each written once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from datetime import datetime, timedelta
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import connections, models
+from django.db.models import Exists, OuterRef, Q, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..choices import (
+    AuditAction,
+    ConnectionState,
+    PendingMaintenance,
+    SyncStatus,
+    SyncTrigger,
+    TunnelStatus,
+)
+from ..regions import EC2_REGIONS
+
+ROLE_ARN_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
+class AwsAccount(models.Model):
+    """An AWS account vpnctl reads, directly or through an assumed role."""
+
+    name = models.SlugField(
+        _("name"),
+        max_length=64,
+        unique=True,
+        help_text=_('A short name. "default" uses the credentials of the server itself.'),
+    )
+    account_id = models.CharField(
+        _("account id"),
+        max_length=12,
+        validators=[RegexValidator(r"^\d{12}$", _("An AWS account id is exactly 12 digits."))],
+    )
+    role_arn = models.CharField(
+        _("role ARN"),
+        max_length=600,
+        blank=True,
+        help_text=_("Assumed through STS to reach this account. Empty: the server's own."),
+    )
+    external_id = models.CharField(
+        _("external id"),
+        max_length=1224,
+        blank=True,
+        help_text=_("Sent with AssumeRole when the role's trust policy requires one."),
+    )
+    regions = models.JSONField(
+        _("regions"), default=list, help_text=_("EC2 regions to sync, e.g. ap-northeast-1.")
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("AWS account")
+        verbose_name_plural = _("AWS accounts")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id})"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if self.role_arn:
+            match = ROLE_ARN_RE.match(self.role_arn)
+            if not match:
+                errors.setdefault("role_arn", []).append(
+                    _(
+                        "This is not an IAM role ARN. It looks like "
+                        "arn:aws:iam::123456789012:role/vpnctl-reader."
+                    )
+                )
+            elif self.account_id and match.group(2) != self.account_id:
+                errors.setdefault("role_arn", []).append(
+                    _("The role belongs to account %(role)s, not %(account)s.")
+                    % {"role": match.group(2), "account": self.account_id}
+                )
+        if self.external_id and not self.role_arn:
+            errors.setdefault("external_id", []).append(
+                _("An external id is only used together with a role ARN.")
+            )
+        if self.external_id and not EXTERNAL_ID_RE.match(self.external_id):
+            errors.setdefault("external_id", []).append(
+                _("An external id is 2 to 1224 letters, digits or +=,.@:/-")
+            )
+        regions = self.regions
+        if not isinstance(regions, list) or not regions:
+            errors.setdefault("regions", []).append(_("Name at least one region."))
+        else:
+            unknown = [r for r in regions if r not in EC2_REGIONS]
+            if unknown:
+                errors.setdefault("regions", []).append(
+                    _("Unknown AWS region: %(regions)s.")
+                    % {"regions": ", ".join(map(str, unknown))}
+                )
+            if len(set(regions)) != len(regions):
+                errors.setdefault("regions", []).append(_("A region is listed twice."))
+        if errors:
+            raise ValidationError(errors)
+
+
+class VpnConnectionQuerySet(models.QuerySet):
+    """Questions asked of connections; a tunnel condition is a TunnelQuerySet."""
+
+    def live(self) -> VpnConnectionQuerySet:
+        """Connections still in AWS."""
+        return self.filter(gone_at__isnull=True)
+
+    def with_tunnels(self, tunnels: models.QuerySet) -> VpnConnectionQuerySet:
+        """Connections with at least one of these tunnels."""
+        return self.filter(Exists(tunnels.filter(connection=OuterRef("pk"))))
+
+    def without_tunnels(self, tunnels: models.QuerySet) -> VpnConnectionQuerySet:
+        return self.exclude(Exists(tunnels.filter(connection=OuterRef("pk"))))
+
+    def both_down(self) -> VpnConnectionQuerySet:
+        """Connections with a tunnel DOWN and none that is not."""
+        tunnels = Tunnel.objects.all()
+        return self.with_tunnels(tunnels.filter(status=TunnelStatus.DOWN)).without_tunnels(
+            tunnels.exclude(status=TunnelStatus.DOWN)
+        )
+
+    def half_lifecycle(self) -> VpnConnectionQuerySet:
+        """Connections with lifecycle control on one tunnel and off on another."""
+        tunnels = Tunnel.objects.all()
+        return self.with_tunnels(tunnels.filter(lifecycle_control=True)).with_tunnels(
+            tunnels.filter(lifecycle_control=False)
+        )
+
+    def search(self, text: str) -> VpnConnectionQuerySet:
+        """Connections whose id, Name or a tag (key or value) contains the text.
+
+        Tags are matched in the JSON document as text, which works on SQLite and PostgreSQL
+        alike. The term is JSON-escaped the way the database stores the document: SQLite
+        holds Django's json.dumps output (non-ASCII as \\uXXXX), PostgreSQL's jsonb::text
+        writes non-ASCII as is; both escape quotes and backslashes.
+        """
+        text = text.strip()
+        if not text:
+            return self
+        ascii_only = connections[self.db].vendor != "postgresql"
+        needle = json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+        return self.annotate(tags_text=Cast("tags", TextField())).filter(
+            Q(vpn_connection_id__icontains=text)
+            | Q(name__icontains=text)
+            | Q(tags_text__icontains=needle)
+        )
+
+
+class VpnConnection(models.Model):
+    """A Site-to-Site VPN connection as last seen in AWS."""
+
+    account = models.ForeignKey(
+        AwsAccount, on_delete=models.PROTECT, related_name="connections", verbose_name=_("account")
+    )
+    region = models.CharField(_("region"), max_length=32)
+    vpn_connection_id = models.CharField(_("connection id"), max_length=64)
+    name = models.CharField(_("name"), max_length=256, blank=True)
+    tags = models.JSONField(_("tags"), default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=ConnectionState.choices)
+    type = models.CharField(_("type"), max_length=32, blank=True)
+    category = models.CharField(_("category"), max_length=32, blank=True)
+    customer_gateway_id = models.CharField(_("customer gateway"), max_length=64, blank=True)
+    vpn_gateway_id = models.CharField(_("virtual private gateway"), max_length=64, blank=True)
+    transit_gateway_id = models.CharField(_("transit gateway"), max_length=64, blank=True)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"))
+    gone_at = models.DateTimeField(_("gone from AWS"), null=True, blank=True)
+
+    objects = VpnConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["account__name", "region", "vpn_connection_id"]
+        verbose_name = _("VPN connection")
+        verbose_name_plural = _("VPN connections")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "region", "vpn_connection_id"],
+                name="uniq_connection_per_account_region",
+            )
+        ]
+        indexes = [models.Index(fields=["vpn_connection_id"], name="connection_id_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.vpn_connection_id} ({self.name})" if self.name else self.vpn_connection_id
+
+    @property
+    def gateway_id(self) -> str:
+        return self.transit_gateway_id or self.vpn_gateway_id
+
+
+def ip_order(ip: str) -> tuple[int, int]:
+    """Sort key for outside IPs in numeric order ("203.0.113.9" before "203.0.113.10"):
+    the order in which pages number a connection's tunnels 1 and 2."""
+    try:
+        return (0, int(ipaddress.ip_address(ip)))
+    except ValueError:
+        return (1, 0)
+
+
+class TunnelQuerySet(models.QuerySet):
+    """Questions asked of tunnels, each answered in one (sub)query."""
+
+    def live(self) -> TunnelQuerySet:
+        """Tunnels of connections still in AWS."""
+        return self.filter(connection__gone_at__isnull=True)
+
+    def pending(self) -> TunnelQuerySet:
+        return self.filter(pending_maintenance=PendingMaintenance.AVAILABLE)
+
+    def due_within(self, days: int, now: datetime) -> TunnelQuerySet:
+        """Pending maintenance that AWS applies by itself within `days` days (or overdue)."""
+        return self.pending().filter(maintenance_auto_applied_after__lte=now + timedelta(days=days))
+
+    def unplanned(self) -> TunnelQuerySet:
+        """Pending maintenance with no change planned before AWS's deadline."""
+        return self.pending().exclude(planned_before_deadline())
+
+    def applied_by_aws_since(self, since: datetime) -> TunnelQuerySet:
+        return self.filter(applied_by_aws_since(since))
+
+
+def planned_before_deadline(tunnel: OuterRef | None = None) -> Exists:
+    """Whether the tunnel (OuterRef "pk" by default) has its pending maintenance planned.
+
+    The one definition of "planned before the deadline", shared by the dashboard, the
+    connection filter, the reminders and the calendar: an approved or running change that
+    applies the maintenance (a replacement, or lifecycle control turned on without
+    SkipTunnelReplacement, which applies it at once) in a window that opens before AWS's
+    deadline. Lifecycle control with SkipTunnelReplacement leaves the maintenance pending,
+    so it plans nothing.
+    """
+    # By name: the change workflow's models import this module, not the other way round.
+    change_request = apps.get_model("maintenance", "ChangeRequest")
+    return Exists(
+        change_request.objects.planned_before_deadline().filter(tunnel=tunnel or OuterRef("pk"))
+    )
+
+
+def applied_by_aws_since(since: datetime, tunnel: OuterRef | None = None) -> Exists:
+    """AWS applied maintenance to the tunnel (OuterRef "pk" by default) itself since then."""
+    audit_event = apps.get_model("maintenance", "AuditEvent")
+    return Exists(
+        audit_event.objects.filter(
+            tunnel=tunnel or OuterRef("pk"),
+            action=AuditAction.MAINTENANCE_APPLIED_BY_AWS,
+            at__gte=since,
+        )
+    )
+
+
+class Tunnel(models.Model):
+    """One of a connection's two tunnels, named by its outside IP address."""
+
+    connection = models.ForeignKey(
+        VpnConnection,
+        on_delete=models.PROTECT,
+        related_name="tunnels",
+        verbose_name=_("connection"),
+    )
+    outside_ip = models.GenericIPAddressField(_("outside IP address"), protocol="IPv4")
+    lifecycle_control = models.BooleanField(_("lifecycle control"), default=False)
+    status = models.CharField(
+        _("status"), max_length=8, choices=TunnelStatus.choices, default=TunnelStatus.UNKNOWN
+    )
+    status_message = models.CharField(_("status message"), max_length=512, blank=True)
+    last_status_change = models.DateTimeField(_("last status change"), null=True, blank=True)
+    accepted_route_count = models.PositiveIntegerField(_("accepted routes"), null=True, blank=True)
+    pending_maintenance = models.CharField(
+        _("pending maintenance"),
+        max_length=16,
+        choices=PendingMaintenance.choices,
+        default=PendingMaintenance.NONE,
+    )
+    maintenance_auto_applied_after = models.DateTimeField(
+        _("AWS applies it itself after"), null=True, blank=True
+    )
+    last_maintenance_applied = models.DateTimeField(
+        _("last maintenance applied"), null=True, blank=True
+    )
+    synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+
+    objects = TunnelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["connection_id", "outside_ip"]
+        verbose_name = _("tunnel")
+        verbose_name_plural = _("tunnels")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "outside_ip"], name="uniq_tunnel_per_connection"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.vpn_connection_id} {self.outside_ip}"
+
+    @property
+    def has_pending_maintenance(self) -> bool:
+        return self.pending_maintenance == PendingMaintenance.AVAILABLE
+
+    @property
+    def is_up(self) -> bool:
+        return self.status == TunnelStatus.UP
+
+    def sibling(self) -> Tunnel | None:
+        """The connection's other tunnel (None if AWS reported only one)."""
+        return (
+            Tunnel.objects.filter(connection_id=self.connection_id)
+            .exclude(pk=self.pk)
+            .select_related("connection")
+            .first()
+        )
+
+
+class SyncRun(models.Model):
+    """One pass of the inventory sync over some accounts and regions."""
+
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING
+    )
+    trigger = models.CharField(
+        _("trigger"), max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.SCHEDULE
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+
+    def __str__(self) -> str:
+        return f"sync #{self.pk} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SyncResult(models.Model):
+    """What one sync run found in one account and region."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="results")
+    account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="+")
+    region = models.CharField(_("region"), max_length=32)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    connections = models.PositiveIntegerField(_("connections"), default=0)
+    tunnels = models.PositiveIntegerField(_("tunnels"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    changed = models.PositiveIntegerField(_("changed"), default=0)
+    gone = models.PositiveIntegerField(_("gone"), default=0)
+    api_calls = models.PositiveIntegerField(_("AWS calls"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    failed = models.BooleanField(
+        _("failed"), default=False, help_text=_("The account and region could not be read.")
+    )
+
+    class Meta:
+        ordering = ["account__name", "region"]
+        verbose_name = _("sync result")
+        verbose_name_plural = _("sync results")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "account", "region"], name="uniq_result_per_run_scope"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.region} in run {self.run_id}"

@@ -1,0 +1,8 @@
+"""vpnctl's pages, one module per topic; ``maintenance/urls.py`` names each view by module.
+
+- ``dashboard``: the home page; ``inventory``: connections, sync runs, preferences;
+- ``changes``: asking for a change, one request, its decisions, the request lists;
+- ``batches``: lifecycle control for many tunnels; ``history``: past changes per tunnel;
+- ``audit``: the audit log and its exports; ``calendar``: the feed and the timeline;
+- ``health``: ``/healthz/``; ``helpers``: what the others share.
+"""
