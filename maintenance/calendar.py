@@ -12,16 +12,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Q
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from icalendar import Calendar, Event
 
-from .choices import ChangeStatus, PendingMaintenance
-from .models import BlackoutPeriod, ChangeRequest, Tunnel, VpnConnection
+from .choices import ChangeStatus
+from .models import BlackoutPeriod, ChangeRequest, Tunnel, VpnConnection, planned_before_deadline
 
 # Statuses whose window is going to happen (or is happening): what a calendar shows.
-SCHEDULED = (ChangeStatus.APPROVED, ChangeStatus.RUNNING)
+SCHEDULED = ChangeStatus.SCHEDULED
 # AWS applies the maintenance "soon after" its deadline, in its own cycle: an hour-long
 # event marks the moment without pretending to know when AWS will act.
 DEADLINE_LENGTH = timedelta(hours=1)
@@ -105,6 +104,8 @@ def deadline_event(tunnel: Tunnel) -> CalendarEvent:
         "connection": _connection_label(connection),
         "ip": tunnel.outside_ip,
     }
+    # `planned` is annotated by deadlines(): models.planned_before_deadline, the one rule.
+    planned = getattr(tunnel, "planned", None)
     description = "\n".join(
         [
             _(
@@ -112,6 +113,15 @@ def deadline_event(tunnel: Tunnel) -> CalendarEvent:
                 "itself, in its regular cycle. Request a change with a window before it."
             )
             % {"ip": tunnel.outside_ip},
+            *(
+                []
+                if planned is None
+                else [
+                    _("An approved change applies it before then.")
+                    if planned
+                    else _("No approved change applies it before then yet.")
+                ]
+            ),
             _("Account and region: %(account)s / %(region)s")
             % {"account": connection.account.name, "region": connection.region},
             _("Details: %(link)s") % {"link": link},
@@ -162,12 +172,10 @@ def windows(start: datetime, end: datetime, statuses: Any = SCHEDULED) -> list[C
 def deadlines(start: datetime, end: datetime) -> list[CalendarEvent]:
     """Pending maintenance whose deadline falls in [start, end), one query."""
     qs = (
-        Tunnel.objects.filter(
-            pending_maintenance=PendingMaintenance.AVAILABLE,
-            maintenance_auto_applied_after__gte=start,
-            maintenance_auto_applied_after__lt=end,
-            connection__gone_at__isnull=True,
-        )
+        Tunnel.objects.live()
+        .pending()
+        .filter(maintenance_auto_applied_after__gte=start, maintenance_auto_applied_after__lt=end)
+        .annotate(planned=planned_before_deadline())
         .select_related("connection__account")
         .order_by("maintenance_auto_applied_after", "pk")
     )
@@ -176,11 +184,9 @@ def deadlines(start: datetime, end: datetime) -> list[CalendarEvent]:
 
 def blackouts(start: datetime, end: datetime, account_id: int | None = None) -> list[Any]:
     """Blackouts overlapping [start, end): all, or those that bind one account. One query."""
-    qs = BlackoutPeriod.objects.filter(starts_at__lt=end, ends_at__gt=start).select_related(
-        "account"
-    )
+    qs = BlackoutPeriod.objects.overlapping(start, end).select_related("account")
     if account_id is not None:
-        qs = qs.filter(Q(account__isnull=True) | Q(account_id=account_id))
+        qs = qs.binding(account_id)
     return list(qs.order_by("starts_at", "pk"))
 
 
@@ -220,7 +226,7 @@ def upcoming_blackouts(account_id: int, now: datetime, limit: int = 10) -> list[
     """Blackouts not over yet that bind this account (its own and the global ones)."""
     return list(
         BlackoutPeriod.objects.filter(ends_at__gt=now)
-        .filter(Q(account__isnull=True) | Q(account_id=account_id))
+        .binding(account_id)
         .select_related("account")
         .order_by("starts_at", "pk")[:limit]
     )

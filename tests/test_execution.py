@@ -6,6 +6,7 @@ once" means to the owner of the tunnel.
 
 from __future__ import annotations
 
+import pydoc
 import threading
 from datetime import timedelta
 
@@ -13,10 +14,13 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 from django_q.conf import Conf
+from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from maintenance import enqueue, sync, tasks
 from maintenance.choices import AuditAction, ChangeKind, ChangeStatus, PendingMaintenance
 from maintenance.models import AuditEvent, ChangeRequest, Execution, Tunnel, VpnConnection
+from maintenance.schedules import ensure_schedules
 from simulator import Timings, TunnelSpec
 from tests.queue_helpers import queue_held
 
@@ -419,3 +423,40 @@ def test_twenty_threads_approving_and_executing_call_aws_once(
     assert results.count("watching") == 1  # one claimed; the rest found nothing to claim
     assert aws.calls(REPLACE) == 1
     assert request.approvals.count() == 1
+
+
+# -- what django-q2 stores survives a release ----------------------------------------------
+
+
+def test_every_stored_task_path_still_names_a_function():
+    """django-q2 keeps these paths in queued tasks and Schedule.func, and resolves them
+    with pydoc.locate in the worker: each must still name the function it named."""
+    for path in enqueue.STORED_TASK_PATHS:
+        assert callable(pydoc.locate(path)), path
+    assert {s.func for s in ensure_schedules()} <= set(enqueue.STORED_TASK_PATHS)
+
+
+def test_a_watch_booked_before_an_upgrade_still_runs_after_it(aws, accounts, requester, approver):
+    """A one-off watch Schedule, in the shape vpnctl 0.1 stored it, run by django-q2's own
+    scheduler: the change it watches finishes, with one call to AWS."""
+    _, tunnel, _ = make_world(aws, accounts)
+    request = approved_request(tunnel, requester, approver)
+    with queue_held() as queue:
+        tasks.execute_change(request.pk)
+        [(execution_pk, generation)] = queue.of(enqueue.WATCH_EXECUTION)
+    # What the release before this one wrote for "look again in 30 s", to the letter.
+    Schedule.objects.create(
+        name=f"vpnctl watch {execution_pk} #{generation}",
+        func="maintenance.tasks.watch_execution",
+        args=f"{execution_pk},{generation}",
+        schedule_type=Schedule.ONCE,
+        repeats=-1,
+        next_run=timezone.now() - timedelta(seconds=1),
+    )
+
+    scheduler()  # django-q2's scheduler; the queue runs inline in this file
+
+    request.refresh_from_db()
+    assert request.status == ChangeStatus.SUCCEEDED
+    assert accepted(aws, REPLACE) == 1
+    assert not Schedule.objects.filter(func=enqueue.WATCH_EXECUTION).exists()
