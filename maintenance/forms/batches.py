@@ -11,7 +11,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Tunnel
-from .changes import SKIP_CHOICES, WindowForm
+from .changes import SKIP_CHOICES, WindowForm, reason_field
 
 
 class BatchRequestForm(WindowForm):
@@ -23,13 +23,7 @@ class BatchRequestForm(WindowForm):
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": _("Choose at least one tunnel.")},
     )
-    reason = forms.CharField(
-        label=_("Reason"),
-        widget=forms.Textarea(attrs={"rows": 3}),
-        max_length=4000,
-        help_text=_("Why this change, why now. Approvers read this first."),
-        error_messages={"required": _("Say why this change is needed.")},
-    )
+    reason = reason_field()
     skip_tunnel_replacement = forms.ChoiceField(
         label=_("Pending maintenance"),
         choices=SKIP_CHOICES,

@@ -87,16 +87,21 @@ def suggested_window(tunnel: Any) -> dict[str, Any]:
     return {"window_start": start, "window_end": end}
 
 
-class ChangeRequestForm(WindowForm):
-    """Ask for one change to one tunnel."""
-
-    reason = forms.CharField(
+def reason_field() -> forms.CharField:
+    """The reason a requester gives, for one request or a batch: what approvers read first."""
+    return forms.CharField(
         label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=4000,
         help_text=_("Why this change, why now. Approvers read this first."),
         error_messages={"required": _("Say why this change is needed.")},
     )
+
+
+class ChangeRequestForm(WindowForm):
+    """Ask for one change to one tunnel."""
+
+    reason = reason_field()
     skip_tunnel_replacement = forms.ChoiceField(
         label=_("Pending maintenance"),
         choices=SKIP_CHOICES,
@@ -194,7 +199,7 @@ class RequestFilterForm(forms.Form):
         data = getattr(self, "cleaned_data", {})
         status = data.get("status")
         if status == "open":
-            qs = qs.filter(status__in=ChangeStatus.OPEN)
+            qs = qs.open()
         elif status:
             qs = qs.filter(status=status)
         if data.get("account"):
