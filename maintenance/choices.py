@@ -105,6 +105,7 @@ class AuditAction(models.TextChoices):
     REQUEST_APPROVED = "request.approved", _("change approved")
     REQUEST_CANCELLED = "request.cancelled", _("change cancelled")
     REQUEST_EXPIRED = "request.expired", _("change expired")
+    REQUEST_DEADLINE_MOVED = "request.deadline_moved", _("AWS moved its deadline before the window")
     EXECUTION_CLAIMED = "execution.claimed", _("execution started")
     EXECUTION_BLOCKED = "execution.blocked", _("execution blocked by a safety check")
     EXECUTION_SUPERSEDED = "execution.superseded", _("change no longer needed")
@@ -162,3 +163,4 @@ class Notice(models.TextChoices):
     SUBMITTED = "request_submitted", _("a request needs a decision")
     DECIDED = "request_decided", _("a request was decided")
     FINISHED = "request_finished", _("a request ended")
+    DEADLINE_MOVED = "request_deadline_moved", _("AWS moved its deadline before a window")

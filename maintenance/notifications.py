@@ -27,6 +27,7 @@ TEMPLATES = {
     Notice.SUBMITTED: "emails/request_submitted.txt",
     Notice.DECIDED: "emails/request_decided.txt",
     Notice.FINISHED: "emails/request_finished.txt",
+    Notice.DEADLINE_MOVED: "emails/request_deadline_moved.txt",
 }
 
 

@@ -35,7 +35,16 @@ from django.utils import timezone
 
 from . import aws, times
 from .choices import ActorKind, AuditAction, ConnectionState, SyncStatus, SyncTrigger, TunnelStatus
-from .models import AuditEvent, AwsAccount, Execution, SyncResult, SyncRun, Tunnel, VpnConnection
+from .models import (
+    AuditEvent,
+    AwsAccount,
+    ChangeRequest,
+    Execution,
+    SyncResult,
+    SyncRun,
+    Tunnel,
+    VpnConnection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +220,8 @@ class _Plan:
     )
     # (tunnel, previous last_applied, new last_applied): maybe applied by AWS on its own.
     applied: list[tuple[Tunnel, datetime | None, datetime]] = field(default_factory=list)
+    # (tunnel, previous deadline): AWS moved the deadline earlier (or set one).
+    earlier_deadlines: list[tuple[Tunnel, datetime | None]] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)
     gone: int = 0
 
@@ -258,9 +269,13 @@ def _plan_tunnels(
             any_change = True
             continue
         previous_applied = tunnel.last_maintenance_applied
+        previous_deadline = tunnel.maintenance_auto_applied_after
         changed = _set_changes(tunnel, values)
         if not changed:
             continue
+        deadline = tunnel.maintenance_auto_applied_after
+        if deadline is not None and (previous_deadline is None or deadline < previous_deadline):
+            plan.earlier_deadlines.append((tunnel, previous_deadline))
         tunnel.synced_at = now
         plan.tunnel_updates[(*changed, "synced_at")].append(tunnel)
         any_change = True
@@ -432,6 +447,7 @@ def _write(plan: _Plan) -> None:
             message=message,
             details=details,
         )
+    _note_earlier_deadlines(plan.earlier_deadlines)
     explained = _explained_by_vpnctl(plan.applied)
     for tunnel, previous, new in plan.applied:
         if tunnel.pk in explained:
@@ -446,6 +462,19 @@ def _write(plan: _Plan) -> None:
             ),
             details={"previous": times.iso(previous), "applied": times.iso(new)},
         )
+
+
+def _note_earlier_deadlines(moved: list[tuple[Tunnel, datetime | None]]) -> None:
+    """Open requests whose window now ends after their tunnel's new deadline: each one is
+    audited and its requester told (one query, none when no deadline moved)."""
+    if not moved:
+        return
+    previous = {tunnel.pk: before for tunnel, before in moved}
+    tunnels = {tunnel.pk: tunnel for tunnel, _ in moved}
+    late = ChangeRequest.objects.ending_after_deadline().filter(tunnel_id__in=list(previous))
+    for request in late.select_related("requester"):
+        request.tunnel = tunnels[request.tunnel_id]
+        request.note_deadline_moved(previous[request.tunnel_id])
 
 
 def _load(

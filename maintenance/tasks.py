@@ -42,7 +42,14 @@ from .choices import (
     StepLevel,
     TunnelStatus,
 )
-from .models import ChangeRequest, Execution, Tunnel, VpnConnection
+from .models import (
+    ChangeRequest,
+    Execution,
+    Tunnel,
+    VpnConnection,
+    deadline_refusal,
+    ends_after_deadline,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +79,12 @@ def execute_change(request_pk: int, queued_as: str = "") -> str:
         request.expire(now)
         return "expired"
     if request.window_start > now:
+        request.execution_not_started()
         return "window not open yet"
     turn, reason = batch_turn(request) if request.batch_id is not None else (BatchTurn.GO, "")
     if turn == BatchTurn.WAIT:
         # Not claimed: the sweeper (every minute) or the first tunnel's end queues it again.
+        request.execution_not_started()
         return "waiting for the other tunnel of the batch"
     execution = Execution.claim(request, task_id=queued_as, worker=_worker_name())
     if execution is None:
@@ -175,10 +184,11 @@ def _run(execution: Execution) -> str:
         execution.record_aws_answer(result.request_id)
 
     # 4. Watch until done, in short tasks of their own: this worker is free at once.
-    generation = execution.next_watch(execution.watch_generation)
+    delay = float(settings.WATCH_INTERVAL_SECONDS)
+    generation = execution.next_watch(execution.watch_generation, delay)
     if generation is None:
         return "watch handed elsewhere"
-    enqueue.watch_execution(execution.pk, generation, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    enqueue.watch_execution(execution.pk, generation, delay=delay)
     return "watching"
 
 
@@ -202,6 +212,8 @@ def preflight(
         ) % {"when": times.local(tunnel.last_maintenance_applied)}
     if request.kind == ChangeKind.ENABLE_LIFECYCLE and tunnel.lifecycle_control:
         return Preflight.SUPERSEDED, _("Lifecycle control is already on for this tunnel.")
+    if ends_after_deadline(tunnel, request.window_end):
+        return Preflight.BLOCKED, deadline_refusal(tunnel)
     if connection.state != ConnectionState.AVAILABLE:
         return Preflight.BLOCKED, _(
             "The connection is %(state)s, not available: AWS is still busy with it."
@@ -244,10 +256,11 @@ def watch_execution(execution_pk: int, generation: int) -> str:
     outcome = _look(execution)
     if outcome:
         return outcome
-    following = execution.next_watch(generation)
+    delay = float(settings.WATCH_INTERVAL_SECONDS)
+    following = execution.next_watch(generation, delay)
     if following is None:
         return "a newer watch holds this execution"
-    enqueue.watch_execution(execution.pk, following, delay=float(settings.WATCH_INTERVAL_SECONDS))
+    enqueue.watch_execution(execution.pk, following, delay=delay)
     return "watching"
 
 
@@ -375,10 +388,10 @@ def sweep() -> dict[str, int]:
 
     due = ChangeRequest.objects.filter(
         status=ChangeStatus.APPROVED, window_start__lte=now, window_end__gt=now
-    ).values_list("pk", flat=True)
-    for pk in due:
-        enqueue.execute_change(pk)
-        counts["started"] += 1
+    ).only("pk", "execution_queued_at")
+    for request in due:
+        # One outstanding execution task per request: a queued one is not queued again.
+        counts["started"] += int(request.queue_execution(now))
 
     stale_before = now - timedelta(seconds=settings.STALE_EXECUTION_SECONDS)
     silent = Execution.objects.select_related("change_request__tunnel__connection").filter(

@@ -420,16 +420,16 @@ def test_the_second_tunnel_waits_while_the_first_runs_then_starts_at_once(
     one, two = batch.ordered_requests()
     held: list[tuple] = []
     with queue_held() as queue:
-        batch.approve(user=approver)
-        queue.release()  # the approval's own tasks: the sweeper below queues them again
-        # Both windows are open; the sweeper queues both, and again a minute later. The
-        # executions run; the looks at the tunnel they book stay held.
+        batch.approve(user=approver)  # both windows are open: both executions are queued
+        # The queued executions run; the looks at the tunnel they book stay held. A minute
+        # later the sweeper queues again only what is still waiting: the second tunnel.
         for _minute in range(2):
-            tasks.sweep()
             for args in queue.of(enqueue.EXECUTE_CHANGE):
                 tasks.execute_change(*args)
             held += queue.of(enqueue.WATCH_EXECUTION)
             queue.release()
+            tasks.sweep()
+            assert queue.of(enqueue.EXECUTE_CHANGE) == [(two.pk,)]
 
         one.refresh_from_db()
         two.refresh_from_db()
@@ -487,9 +487,7 @@ def test_connections_run_in_parallel_and_their_second_tunnels_wait(
     batch = submit_batch(requester, [t for pair in pairs for t in pair], skip=True)
     # Hold the watches back so that no execution can finish while the sweeper starts them.
     with queue_held() as queue:
-        batch.approve(user=approver)
-        queue.release()  # the approval's own tasks: the sweeper below queues them again
-        tasks.sweep()
+        batch.approve(user=approver)  # queues all four: every window is open
         for args in queue.of(enqueue.EXECUTE_CHANGE):
             tasks.execute_change(*args)
         held = queue.of(enqueue.WATCH_EXECUTION)

@@ -231,6 +231,13 @@ Q_CLUSTER = {
     "sync": False,
     "label": "Task queue",
 }
+# The worker is "not heard of" when no sweeper run (every minute) started for this long:
+# /healthz/worker/, `manage.py check_worker` and the pages' banner say so (liveness.py).
+WORKER_STALE_SECONDS = env_int("VPNCTL_WORKER_STALE_SECONDS", 180)
+# django-q2's task queue is read under a lock that a SIGKILLed worker never releases, which
+# stops the whole cluster (django-q2 issue 23). On, the cluster uses a lock the kernel frees
+# when its holder dies (maintenance/queue_lock.py); off keeps django-q2's own.
+Q_ROBUST_LOCK = env_bool("VPNCTL_Q_ROBUST_LOCK", True)
 
 # AWS access (maintenance/aws.py). No credentials here: boto3's own chain, plus STS
 # assume-role for accounts that name a role.
@@ -264,3 +271,6 @@ WATCH_TIMEOUT_MINUTES = env_int("VPNCTL_WATCH_TIMEOUT_MINUTES", 30)
 AMBIGUOUS_GRACE_SECONDS = env_int("VPNCTL_AMBIGUOUS_GRACE_SECONDS", 300)
 # A running execution whose worker has not been heard of for this long is reconciled.
 STALE_EXECUTION_SECONDS = env_int("VPNCTL_STALE_EXECUTION_SECONDS", 120)
+# An approved request has one execution task queued at a time; one that has not run after
+# this long counts as lost and the sweeper queues another (the claim keeps it to one call).
+EXECUTION_REQUEUE_SECONDS = env_int("VPNCTL_EXECUTION_REQUEUE_SECONDS", 300)

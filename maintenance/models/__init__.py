@@ -4,19 +4,20 @@
 - ``inventory``: the mirror of AWS (accounts, connections, tunnels) and the sync runs;
 - ``audit``: the hash-chained, append-only audit log;
 - ``rules``: what a change request must keep, checked at submission;
-- ``changes``: change requests and approvals, with their transitions;
+- ``changes``: change requests, with their transitions; ``approvals``: the decisions;
 - ``executions``: the one execution of an approved change, and its steps;
 - ``batches``: lifecycle control for many tunnels at once;
-- ``operations``: preferences, blackouts, calendar feeds, reminders.
+- ``operations``: preferences, blackouts, calendar feeds, reminders, the worker's heartbeat.
 
-Imports run one way: inventory ← audit ← operations ← rules ← changes ← batches, and
-executions beside changes; models use only leaves outside this package (choices, roles,
-times, enqueue, notifications).
+Imports run one way: inventory ← audit ← operations ← rules ← changes ← batches, with
+approvals and executions beside changes (they name the request by its model's name).
+Outside this package models use only leaves: choices, roles, times, enqueue, notifications.
 """
 
+from .approvals import Approval
 from .audit import GENESIS_HASH, AuditChainHead, AuditEvent, AuditLogError, canonical_json
 from .batches import ChangeBatch
-from .changes import Approval, ChangeRequest, create_checked
+from .changes import ChangeRequest, create_checked
 from .executions import Execution, ExecutionStep
 from .inventory import (
     AwsAccount,
@@ -28,8 +29,14 @@ from .inventory import (
     ip_order,
     planned_before_deadline,
 )
-from .operations import BlackoutPeriod, CalendarFeed, ReminderSent, UserProfile
-from .rules import check_rules, check_submitter
+from .operations import (
+    BlackoutPeriod,
+    CalendarFeed,
+    ReminderSent,
+    UserProfile,
+    WorkerHeartbeat,
+)
+from .rules import check_rules, check_submitter, deadline_refusal, ends_after_deadline
 
 __all__ = [
     "GENESIS_HASH",
@@ -50,11 +57,14 @@ __all__ = [
     "Tunnel",
     "UserProfile",
     "VpnConnection",
+    "WorkerHeartbeat",
     "applied_by_aws_since",
     "canonical_json",
     "check_rules",
     "check_submitter",
     "create_checked",
+    "deadline_refusal",
+    "ends_after_deadline",
     "ip_order",
     "planned_before_deadline",
 ]

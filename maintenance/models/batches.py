@@ -14,7 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from .. import notifications
 from ..choices import ChangeKind, ChangeStatus, Decision, Notice
 from ..roles import has_perm
-from .changes import Approval, ChangeRequest, create_checked
+from .approvals import Approval
+from .changes import ChangeRequest, create_checked
 from .inventory import Tunnel, ip_order
 from .rules import check_submitter
 

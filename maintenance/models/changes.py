@@ -10,7 +10,7 @@ single one.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,12 +20,28 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import enqueue, notifications
-from ..choices import ActorKind, AuditAction, ChangeKind, ChangeStatus, Decision, Notice
+from .. import enqueue, notifications, times
+from ..choices import (
+    ActorKind,
+    AuditAction,
+    ChangeKind,
+    ChangeStatus,
+    Decision,
+    Notice,
+    PendingMaintenance,
+)
 from ..roles import has_perm
+from .approvals import Approval
 from .audit import AuditEvent, canonical_json
 from .inventory import Tunnel, VpnConnection
-from .rules import check_rules, check_submitter
+from .rules import check_rules, check_submitter, deadline_refusal, ends_after_deadline
+
+# rules.ends_after_deadline for an open request, in SQL.
+ENDS_AFTER_DEADLINE = Q(
+    status__in=ChangeStatus.OPEN,
+    tunnel__pending_maintenance=PendingMaintenance.AVAILABLE,
+    tunnel__maintenance_auto_applied_after__lt=F("window_end"),
+)
 
 
 class ChangeRequestQuerySet(models.QuerySet):
@@ -49,6 +65,18 @@ class ChangeRequestQuerySet(models.QuerySet):
         return self.annotate(
             approvals_valid=models.Count(
                 "approvals", filter=Q(approvals__in=Approval.objects.counting())
+            )
+        )
+
+    def ending_after_deadline(self) -> ChangeRequestQuerySet:
+        """Open requests whose window no longer ends before AWS's current deadline."""
+        return self.filter(ENDS_AFTER_DEADLINE)
+
+    def with_deadline_flag(self) -> ChangeRequestQuerySet:
+        """Annotate `after_deadline` (ending_after_deadline) for the lists, in the same query."""
+        return self.annotate(
+            after_deadline=models.ExpressionWrapper(
+                ENDS_AFTER_DEADLINE, output_field=models.BooleanField()
             )
         )
 
@@ -117,6 +145,8 @@ class ChangeRequest(models.Model):
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
     approved_at = models.DateTimeField(_("approved"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # When an execution task was last queued for it: one outstanding task per request.
+    execution_queued_at = models.DateTimeField(_("execution queued"), null=True, blank=True)
     batch = models.ForeignKey(
         "maintenance.ChangeBatch",
         on_delete=models.PROTECT,
@@ -212,7 +242,10 @@ class ChangeRequest(models.Model):
             and not self.decided_by(user)
         )
 
-    # -- rules ------------------------------------------------------------------------
+    @property
+    def ends_after_deadline(self) -> bool:
+        """An open request whose window no longer ends before AWS's current deadline."""
+        return self.is_open and ends_after_deadline(self.tunnel, self.window_end)
 
     # -- transitions ------------------------------------------------------------------
 
@@ -378,6 +411,10 @@ class ChangeRequest(models.Model):
                 )
             if decision == Decision.APPROVE and request.window_end <= now:
                 raise ValidationError(_("The window has already closed; this request cannot run."))
+            if decision == Decision.APPROVE and ends_after_deadline(
+                request.tunnel, request.window_end
+            ):
+                raise ValidationError(deadline_refusal(request.tunnel))
             if decision == Decision.REJECT and not (comment or "").strip():
                 raise ValidationError({"comment": [_("Say why you reject it.")]})
             previous = Approval.objects.filter(change_request=request, approver=user).first()
@@ -450,7 +487,7 @@ class ChangeRequest(models.Model):
                 )
                 notifications.after_commit(Notice.DECIDED, request)
                 if request.window_start <= now:
-                    enqueue.execute_change(request.pk)
+                    request.queue_execution(now)
         return request
 
     def cancel(self, *, user: Any, reason: str = "") -> ChangeRequest:
@@ -506,6 +543,35 @@ class ChangeRequest(models.Model):
             notifications.after_commit(Notice.FINISHED, self)
         return True
 
+    def queue_execution(self, now: datetime | None = None) -> bool:
+        """Queue the execution task of an approved request, unless one is outstanding.
+
+        One task per request at a time: a task counts as outstanding until it has run
+        without starting the change (``execution_not_started``), or for
+        ``settings.EXECUTION_REQUEUE_SECONDS`` if it never runs (a lost task). The claim
+        still decides who executes; this only keeps the queue free of duplicates.
+        True if a task was queued now.
+        """
+        now = now or timezone.now()
+        horizon = now - timedelta(seconds=settings.EXECUTION_REQUEUE_SECONDS)
+        queued = (
+            ChangeRequest.objects.filter(pk=self.pk, status=ChangeStatus.APPROVED)
+            .filter(Q(execution_queued_at__isnull=True) | Q(execution_queued_at__lt=horizon))
+            .update(execution_queued_at=now)
+        )
+        if queued:
+            self.execution_queued_at = now
+            enqueue.execute_change(self.pk)
+        return bool(queued)
+
+    def execution_not_started(self) -> None:
+        """Its execution task ran and left it approved (a window not open yet, a batch's
+        turn not come): the next sweep may queue another."""
+        ChangeRequest.objects.filter(pk=self.pk, status=ChangeStatus.APPROVED).update(
+            execution_queued_at=None
+        )
+        self.execution_queued_at = None
+
     def queue_batch_followers(self) -> None:
         """Queue the requests of the same batch and connection that wait for this one."""
         followers = ChangeRequest.objects.filter(
@@ -513,59 +579,32 @@ class ChangeRequest(models.Model):
             tunnel__connection_id=self.tunnel.connection_id,
             status=ChangeStatus.APPROVED,
             pk__gt=self.pk,
-        ).values_list("pk", flat=True)
-        for pk in followers:
-            enqueue.execute_change(pk)
+        ).only("pk")
+        for follower in followers:
+            # Its earlier task found it waiting for this one; this is the news it waited for.
+            follower.execution_not_started()
+            follower.queue_execution()
 
-
-class ApprovalQuerySet(models.QuerySet):
-    def current(self) -> ApprovalQuerySet:
-        """Decisions on the request as it stands (Approval.is_current)."""
-        return self.filter(fingerprint=F("change_request__fingerprint"))
-
-    def counting(self) -> ApprovalQuerySet:
-        """Approvals that count (Approval.counts)."""
-        return self.current().filter(decision=Decision.APPROVE)
-
-
-class Approval(models.Model):
-    """One approver's decision on a request, bound to what the request said then."""
-
-    change_request = models.ForeignKey(
-        ChangeRequest, on_delete=models.PROTECT, related_name="approvals"
-    )
-    approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
-    )
-    decision = models.CharField(_("decision"), max_length=8, choices=Decision.choices)
-    comment = models.TextField(_("comment"), blank=True)
-    at = models.DateTimeField(_("time"), default=timezone.now)
-    fingerprint = models.CharField(_("fingerprint approved"), max_length=64)
-
-    objects = ApprovalQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["at"]
-        verbose_name = _("decision")
-        verbose_name_plural = _("decisions")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["change_request", "approver"], name="one_decision_per_approver"
+    def note_deadline_moved(self, previous: datetime | None) -> None:
+        """Sync saw AWS move the deadline before this open request's window ends: audit
+        it and tell the requester (the request can no longer be approved or run as it is)."""
+        deadline = self.tunnel.maintenance_auto_applied_after
+        with transaction.atomic():
+            AuditEvent.record(
+                AuditAction.REQUEST_DEADLINE_MOVED,
+                actor_kind=ActorKind.AWS,
+                change_request=self,
+                message=_(
+                    "AWS moved its deadline to %(deadline)s, before this window ends (%(end)s)."
+                )
+                % {"deadline": times.local(deadline), "end": times.local(self.window_end)},
+                details={
+                    "previous_deadline": times.iso(previous),
+                    "deadline": times.iso(deadline),
+                    "window_end": times.iso(self.window_end),
+                },
             )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.approver_id} {self.decision} #{self.change_request_id}"
-
-    @property
-    def is_current(self) -> bool:
-        """Given to the request as it stands (its window has not changed since)."""
-        return self.fingerprint == self.change_request.fingerprint
-
-    @property
-    def counts(self) -> bool:
-        """The one spelling of "this approval counts"; ApprovalQuerySet.counting in SQL."""
-        return self.decision == Decision.APPROVE and self.is_current
+            notifications.after_commit(Notice.DEADLINE_MOVED, self)
 
 
 # -- the submission, shared by single requests and batches ----------------------------

@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -59,6 +60,9 @@ class Execution(models.Model):
     # Each watch task carries the generation it was queued with; a duplicate delivery of
     # an older one finds the number moved on and stops (django-q2 delivers at least once).
     watch_generation = models.PositiveIntegerField(default=0)
+    # The sweeper took the execution over from a worker that went silent.
+    taken_over_at = models.DateTimeField(_("taken over"), null=True, blank=True)
+    next_look_at = models.DateTimeField(_("next look at the tunnel"), null=True, blank=True)
     down_seen_at = models.DateTimeField(_("tunnel seen DOWN"), null=True, blank=True)
     up_seen_at = models.DateTimeField(_("tunnel back UP"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -339,15 +343,18 @@ class Execution(models.Model):
             after=after,
         )
 
-    def next_watch(self, generation: int) -> int | None:
-        """Hand the watch on to a new task: the new generation, or None if not ours to hand."""
+    def next_watch(self, generation: int, delay: float = 0) -> int | None:
+        """Hand the watch on to a new task, looking `delay` seconds from now: the new
+        generation, or None if not ours to hand."""
         now = timezone.now()
+        next_look = now + timedelta(seconds=delay)
         won = Execution.objects.filter(
             pk=self.pk, finished_at__isnull=True, watch_generation=generation
-        ).update(watch_generation=generation + 1, heartbeat_at=now)
+        ).update(watch_generation=generation + 1, heartbeat_at=now, next_look_at=next_look)
         if not won:
             return None
         self.watch_generation, self.heartbeat_at = generation + 1, now
+        self.next_look_at = next_look
         return generation + 1
 
     def take_over(self, stale_before: datetime) -> int | None:
@@ -361,12 +368,34 @@ class Execution(models.Model):
             finished_at__isnull=True,
             heartbeat_at__lt=stale_before,
             watch_generation=self.watch_generation,
-        ).update(heartbeat_at=now, watch_generation=models.F("watch_generation") + 1)
+        ).update(
+            heartbeat_at=now,
+            watch_generation=models.F("watch_generation") + 1,
+            taken_over_at=now,
+            next_look_at=now,
+        )
         if not won:
             return None
-        self.heartbeat_at = now
+        self.heartbeat_at, self.taken_over_at, self.next_look_at = now, now, now
         self.watch_generation += 1
         return self.watch_generation
+
+    def silent_since(self, now: datetime) -> datetime | None:
+        """When its worker was last heard of, if that is long enough ago to mean it is lost
+        (the sweeper takes such an execution over); None while it is heard of."""
+        stale = timedelta(seconds=settings.STALE_EXECUTION_SECONDS)
+        if self.finished_at is None and self.heartbeat_at < now - stale:
+            return self.heartbeat_at
+        return None
+
+    @property
+    def reconciling(self) -> bool:
+        """Taken over after a lost worker, the call possibly sent: vpnctl watches to learn."""
+        return (
+            self.finished_at is None
+            and self.taken_over_at is not None
+            and self.calling_aws_at is not None
+        )
 
     def reconcile_lost_worker(self, generation: int) -> None:
         """After take_over: say what vpnctl knows and what it will do about it."""
@@ -385,6 +414,7 @@ class Execution(models.Model):
                     "change twice: it goes on watching the tunnel to learn what happened."
                 ),
                 level=StepLevel.WARNING,
+                data={"last_heard_of": self.heartbeat_at, "generation": generation},
             )
             AuditEvent.record(
                 AuditAction.EXECUTION_RECONCILED,

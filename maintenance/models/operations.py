@@ -1,4 +1,5 @@
-"""Operations around the changes: user preferences, blackouts, calendar feeds, reminders."""
+"""Operations around the changes: user preferences, blackouts, calendar feeds, reminders,
+the worker's heartbeat."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -145,3 +146,44 @@ class ReminderSent(models.Model):
 
     def __str__(self) -> str:
         return f"reminder to {self.user_id} on {self.day}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The one row the worker cluster rewrites at every sweeper run: proof that it runs tasks.
+
+    django-q2's own status lives in the sentinel process, which goes on reporting while
+    every worker is stuck (django-q2 issue 23); a row only a finished task can write is what
+    tells "the cluster runs tasks" from "the cluster is up" (``maintenance/liveness.py``).
+    """
+
+    ONLY = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONLY, editable=False)
+    beat_at = models.DateTimeField(_("last heard of"))
+    worker = models.CharField(_("worker"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="one_worker_heartbeat")
+        ]
+
+    def __str__(self) -> str:
+        return f"worker heard of at {self.beat_at.isoformat()}"
+
+    @classmethod
+    def beat(cls, now: datetime, worker: str) -> None:
+        """Record that a worker ran the sweeper at ``now`` (one UPDATE, or the first INSERT)."""
+        if cls.objects.filter(pk=cls.ONLY).update(beat_at=now, worker=worker):
+            return
+        try:
+            with transaction.atomic():
+                cls.objects.create(pk=cls.ONLY, beat_at=now, worker=worker)
+        except IntegrityError:
+            # Another worker inserted it meanwhile: its beat is as good as ours.
+            cls.objects.filter(pk=cls.ONLY).update(beat_at=now, worker=worker)
+
+    @classmethod
+    def last(cls) -> WorkerHeartbeat | None:
+        return cls.objects.filter(pk=cls.ONLY).first()

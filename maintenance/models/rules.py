@@ -22,6 +22,22 @@ from .inventory import Tunnel
 from .operations import BlackoutPeriod
 
 
+def ends_after_deadline(tunnel: Tunnel, window_end: datetime) -> bool:
+    """The deadline rule: a window must end before AWS applies the pending maintenance by
+    itself. Checked at submission, at approval and at preflight, each against the deadline
+    AWS shows then (ChangeRequestQuerySet.ending_after_deadline is its form in SQL)."""
+    deadline = tunnel.maintenance_auto_applied_after
+    return tunnel.has_pending_maintenance and deadline is not None and window_end > deadline
+
+
+def deadline_refusal(tunnel: Tunnel) -> Any:
+    """What a person reads when a window no longer ends before AWS's deadline."""
+    return _(
+        "AWS now applies this maintenance by itself after %(deadline)s, before this window "
+        "ends. Reschedule the window to end before then, or let AWS apply it."
+    ) % {"deadline": times.local(tunnel.maintenance_auto_applied_after)}
+
+
 def check_rules(
     *,
     tunnel: Tunnel,
@@ -75,7 +91,7 @@ def check_rules(
             % {"minutes": settings.MIN_WINDOW_MINUTES},
         )
     deadline = tunnel.maintenance_auto_applied_after
-    if deadline is not None and tunnel.has_pending_maintenance and window_end > deadline:
+    if ends_after_deadline(tunnel, window_end):
         refuse(
             "window_end",
             _(

@@ -7,9 +7,10 @@ PermissionDenied or ValidationError; a ValidationError is shown next to its fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -37,6 +38,7 @@ from ..risks import blocking, risks_for
 from .helpers import add_model_errors, paginate, require_perm, tunnel_number
 
 REQUESTS_PER_PAGE = 25
+SWEEP_SECONDS = 60  # maintenance/schedules.py: the sweeper runs every minute
 
 
 # ---------------------------------------------------------------------------------------
@@ -285,7 +287,14 @@ def _live_context(change: ChangeRequest) -> dict[str, Any]:
     now = timezone.now()
     execution = Execution.objects.filter(change_request=change).first()
     valid = change.valid_approvals()
+    silent_since = execution.silent_since(now) if execution is not None else None
     return {
+        "silent_since": silent_since,
+        # The sweeper looks every minute for executions silent that long.
+        "takeover_by": silent_since
+        + timedelta(seconds=settings.STALE_EXECUTION_SECONDS + SWEEP_SECONDS)
+        if silent_since
+        else None,
         "change": change,
         "execution": execution,
         "evidence": _evidence(execution),
@@ -496,6 +505,7 @@ def request_reschedule(request: HttpRequest, pk: int) -> HttpResponse:
 def _rows(qs) -> Any:
     return (
         qs.with_approval_counts()
+        .with_deadline_flag()
         .select_related("tunnel__connection__account", "requester")
         .order_by("-created_at", "-pk")
     )
