@@ -116,6 +116,13 @@ class AuditAction(models.TextChoices):
     EXECUTION_SUCCEEDED = "execution.succeeded", _("change succeeded")
     EXECUTION_FAILED = "execution.failed", _("change failed")
     EXECUTION_TIMED_OUT = "execution.timed_out", _("change timed out")
+    # What the worker saw of the tunnel while watching.
+    TUNNEL_SEEN_DOWN = "execution.tunnel_down", _("tunnel seen DOWN")
+    TUNNEL_SEEN_UP = "execution.tunnel_up", _("tunnel seen UP again")
+    MAINTENANCE_CLEARED = "execution.maintenance_cleared", _("pending maintenance cleared")
+    # Signing in.
+    LOGIN_FAILED = "auth.login_failed", _("sign-in failed")
+    LOGIN_LOCKED_OUT = "auth.locked_out", _("sign-in locked out")
     # Administration.
     ACCOUNT_CHANGED = "account.changed", _("account settings changed")
     BLACKOUT_CHANGED = "blackout.changed", _("blackout period changed")

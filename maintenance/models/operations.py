@@ -18,12 +18,19 @@ from .inventory import AwsAccount
 
 
 class UserProfile(models.Model):
-    """Per-user preferences: the time zone pages show times in."""
+    """Per-user preferences: the time zone pages show times in, the language of emails."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vpnctl_profile"
     )
     time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=settings.LANGUAGES,
+        help_text=_("Emails are written in it. Empty: the site's default language."),
+    )
 
     def __str__(self) -> str:
         return f"{self.user} ({self.time_zone})"
