@@ -31,6 +31,7 @@ from .models import (
     UserProfile,
     VpnConnection,
 )
+from .texts import N_, Text
 
 # The account fields an audit event records (external_id only as set / not set).
 _ACCOUNT_AUDITED = ["name", "account_id", "role_arn", "regions", "enabled"]
@@ -90,10 +91,12 @@ class AwsAccountAdmin(admin.ModelAdmin):
                     AuditAction.ACCOUNT_CHANGED,
                     actor=request.user,
                     account=obj,
-                    message=(
-                        _("Account %(name)s changed.") if change else _("Account %(name)s added.")
-                    )
-                    % {"name": obj.name},
+                    message=Text(
+                        N_("Account %(name)s changed.")
+                        if change
+                        else N_("Account %(name)s added."),
+                        name=obj.name,
+                    ),
                     details={"before": before, "after": after},
                 )
 
@@ -259,10 +262,10 @@ class BlackoutPeriodAdmin(admin.ModelAdmin):
                 AuditAction.BLACKOUT_CHANGED,
                 actor=request.user,
                 account=obj.account,
-                message=(
-                    _("Blackout %(name)s changed.") if change else _("Blackout %(name)s added.")
-                )
-                % {"name": obj.name},
+                message=Text(
+                    N_("Blackout %(name)s changed.") if change else N_("Blackout %(name)s added."),
+                    name=obj.name,
+                ),
                 details={"blackout": obj.pk, "before": before, "after": _blackout_snapshot(obj)},
             )
 
@@ -272,7 +275,7 @@ class BlackoutPeriodAdmin(admin.ModelAdmin):
                 AuditAction.BLACKOUT_DELETED,
                 actor=request.user,
                 account=obj.account,
-                message=_("Blackout %(name)s deleted.") % {"name": obj.name},
+                message=Text(N_("Blackout %(name)s deleted."), name=obj.name),
                 details={"blackout": obj.pk, "before": _blackout_snapshot(obj)},
             )
             super().delete_model(request, obj)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
+from .middleware import start_session_clock
 from .models import AwsAccount
 
 log = logging.getLogger(__name__)
@@ -30,3 +32,10 @@ def warm_up_worker(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
                 aws.warm_up(account, region)
             except Exception:  # noqa: BLE001 - a worker must start even if AWS setup fails
                 log.warning("could not prepare AWS clients for %s %s", account.name, region)
+
+
+@receiver(user_logged_in, dispatch_uid="vpnctl-session-clock")
+def start_session_limits(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    """A sign-in starts both session limits afresh (maintenance.middleware)."""
+    if request is not None and hasattr(request, "session"):
+        start_session_clock(request.session)

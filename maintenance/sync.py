@@ -3,9 +3,9 @@
 For each account and region (a *scope*) one :class:`SyncResult` row records what was found:
 
 1. Read the connections (DescribeVpnConnections) and then the replacement status of every
-   tunnel, concurrently on a small thread pool (``settings.AWS_SYNC_CONCURRENCY``). The
-   pool only calls AWS; every database query stays on the calling thread, and no AWS call
-   happens inside a transaction.
+   tunnel (sync_reads.py), concurrently on a small thread pool
+   (``settings.AWS_SYNC_CONCURRENCY``). The pool only calls AWS; every database query
+   stays on the calling thread, and no AWS call happens inside a transaction.
 2. In one transaction per scope, compare with the database and write only what changed:
    ``bulk_create`` for new rows, ``bulk_update`` of the changed rows grouped by the fields
    that changed. A re-sync where nothing changed writes no connection or tunnel row at all
@@ -23,12 +23,10 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
@@ -45,6 +43,8 @@ from .models import (
     Tunnel,
     VpnConnection,
 )
+from .sync_reads import Fetched, capped, error_entry, fetch
+from .texts import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -65,107 +65,6 @@ CONNECTION_FIELDS = (
 
 class SyncScopeError(ValueError):
     """The account or region asked for is not one vpnctl syncs."""
-
-
-# --------------------------------------------------------------------------------------
-# Reading AWS (no database here: this part may run while other threads work)
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fetched:
-    """Everything one scope's AWS reads returned."""
-
-    connections: list[aws.ConnectionInfo] = field(default_factory=list)
-    statuses: dict[tuple[str, str], aws.ReplacementStatus] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    # Connections we learnt nothing reliable about this time: never marked gone for it.
-    untrusted: set[str] = field(default_factory=set)
-    api_calls: int = 0
-
-
-# At most this many errors are stored on a SyncResult (a region where every status call
-# fails would otherwise store thousands of identical lines).
-MAX_STORED_ERRORS = 100
-
-
-def _error(
-    item: str, message: str, code: str = "", request_id: str = "", action: str = ""
-) -> dict[str, str]:
-    """One entry of SyncResult.errors: what was skipped and what AWS (or we) said."""
-    entry = {"item": item, "message": message}
-    for key, value in (("code", code), ("action", action), ("request_id", request_id)):
-        if value:
-            entry[key] = value
-    return entry
-
-
-def _capped(errors: list[dict[str, str]]) -> list[dict[str, str]]:
-    if len(errors) <= MAX_STORED_ERRORS:
-        return errors
-    dropped = len(errors) - MAX_STORED_ERRORS
-    return [*errors[:MAX_STORED_ERRORS], _error("", f"... and {dropped} more errors.")]
-
-
-def _fetch(account: AwsAccount, region: str, connection_ids: list[str] | None = None) -> Fetched:
-    """Read a scope's connections, then every live tunnel's replacement status.
-
-    Raises an AwsError when the scope cannot be read at all (the connection list fails, or
-    the credentials stop working half-way); per-tunnel failures are recorded instead.
-    """
-    fetched = Fetched()
-    fetched.api_calls += 1
-    connections, item_errors = aws.list_connections(account, region, connection_ids)
-    fetched.connections = connections
-    for item_error in item_errors:
-        fetched.errors.append(
-            _error(
-                item_error.item,
-                item_error.message,
-                "MalformedAnswer",
-                action="DescribeVpnConnections",
-            )
-        )
-        fetched.untrusted.add(item_error.item)
-
-    wanted = [
-        (connection.vpn_connection_id, tunnel.outside_ip)
-        for connection in connections
-        if connection.state != ConnectionState.DELETED
-        for tunnel in connection.tunnels
-    ]
-    if not wanted:
-        return fetched
-    workers = max(1, min(int(settings.AWS_SYNC_CONCURRENCY), len(wanted)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vpnctl-sync") as pool:
-        futures = {
-            pool.submit(aws.get_replacement_status, account, region, connection_id, ip): (
-                connection_id,
-                ip,
-            )
-            for connection_id, ip in wanted
-        }
-        for future in as_completed(futures):
-            connection_id, ip = futures[future]
-            fetched.api_calls += 1
-            try:
-                fetched.statuses[connection_id, ip] = future.result()
-            except aws.AwsAuthError:
-                # The credentials stopped working: every further call would fail the same
-                # way, so stop asking and fail the scope.
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            except aws.AwsError as exc:
-                fetched.errors.append(
-                    _error(
-                        f"{connection_id} {ip}",
-                        exc.message,
-                        exc.code,
-                        exc.request_id,
-                        exc.action,
-                    )
-                )
-    return fetched
 
 
 # --------------------------------------------------------------------------------------
@@ -215,7 +114,7 @@ class _Plan:
         default_factory=lambda: defaultdict(list)
     )
     # (action, connection, tunnel or None, message, details): written after the rows.
-    events: list[tuple[str, VpnConnection, Tunnel | None, str, dict[str, Any]]] = field(
+    events: list[tuple[str, VpnConnection, Tunnel | None, Text, dict[str, Any]]] = field(
         default_factory=list
     )
     # (tunnel, previous last_applied, new last_applied): maybe applied by AWS on its own.
@@ -234,7 +133,7 @@ def _set_changes(row: models.Model, values: dict[str, Any]) -> tuple[str, ...]:
     return changed
 
 
-def _mark_gone(plan: _Plan, row: VpnConnection, now: datetime, why: str, **extra: Any) -> None:
+def _mark_gone(plan: _Plan, row: VpnConnection, now: datetime, why: Text, **extra: Any) -> None:
     row.gone_at = now
     fields = ["gone_at"]
     for name, value in extra.items():
@@ -242,9 +141,7 @@ def _mark_gone(plan: _Plan, row: VpnConnection, now: datetime, why: str, **extra
             setattr(row, name, value)
             fields.append(name)
     plan.connection_updates[tuple(sorted(fields))].append(row)
-    plan.events.append(
-        (AuditAction.CONNECTION_GONE, row, None, f"{row.vpn_connection_id} {why}", {})
-    )
+    plan.events.append((AuditAction.CONNECTION_GONE, row, None, why, {}))
     plan.gone += 1
 
 
@@ -319,7 +216,7 @@ def _plan(
         problem = _unusable(info)
         if problem:
             fetched.errors.append(
-                _error(
+                error_entry(
                     connection_id[:64], problem, "MalformedAnswer", action="DescribeVpnConnections"
                 )
             )
@@ -331,7 +228,13 @@ def _plan(
         if info.state == ConnectionState.DELETED:
             # AWS lists deleted connections for a while: for us they are gone.
             if row is not None and row.gone_at is None:
-                _mark_gone(plan, row, now, "was deleted in AWS.", state=info.state)
+                _mark_gone(
+                    plan,
+                    row,
+                    now,
+                    Text(N_("%(connection)s was deleted in AWS."), connection=connection_id),
+                    state=info.state,
+                )
             continue
 
         values = _connection_values(info)
@@ -358,7 +261,12 @@ def _plan(
                     AuditAction.CONNECTION_DISCOVERED,
                     row,
                     None,
-                    f"{connection_id} found in {account.name} {region}.",
+                    Text(
+                        N_("%(connection)s found in %(account)s %(region)s."),
+                        connection=connection_id,
+                        account=account.name,
+                        region=region,
+                    ),
                     {
                         "region": region,
                         "name": info.name,
@@ -374,7 +282,13 @@ def _plan(
             row.gone_at = None
             changed.append("gone_at")
             plan.events.append(
-                (AuditAction.CONNECTION_RETURNED, row, None, f"{connection_id} is back in AWS.", {})
+                (
+                    AuditAction.CONNECTION_RETURNED,
+                    row,
+                    None,
+                    Text(N_("%(connection)s is back in AWS."), connection=connection_id),
+                    {},
+                )
             )
         tunnels_changed = _plan_tunnels(
             plan, row, info.tunnels, tunnels.get(row.pk, {}), fetched, now
@@ -391,7 +305,15 @@ def _plan(
             and connection_id not in answered
             and connection_id not in fetched.untrusted
         ):
-            _mark_gone(plan, row, now, "is no longer listed by AWS.")
+            _mark_gone(
+                plan,
+                row,
+                now,
+                Text(
+                    N_("%(connection)s is no longer listed by AWS."),
+                    connection=row.vpn_connection_id,
+                ),
+            )
     return plan
 
 
@@ -456,9 +378,14 @@ def _write(plan: _Plan) -> None:
             AuditAction.MAINTENANCE_APPLIED_BY_AWS,
             actor_kind=ActorKind.AWS,
             tunnel=tunnel,
-            message=(
-                f"AWS applied maintenance to {tunnel.connection.vpn_connection_id} "
-                f"{tunnel.outside_ip} at {new.isoformat()} without a vpnctl change."
+            message=Text(
+                N_(
+                    "AWS applied maintenance to %(connection)s %(ip)s at %(at)s without a "
+                    "vpnctl change."
+                ),
+                connection=tunnel.connection.vpn_connection_id,
+                ip=tunnel.outside_ip,
+                at=new,
             ),
             details={"previous": times.iso(previous), "applied": times.iso(new)},
         )
@@ -512,9 +439,9 @@ def _lock_account(account: AwsAccount) -> None:
 def _fail(result: SyncResult, error: aws.AwsError | Exception) -> None:
     """Record a scope that could not be read, and audit it."""
     if isinstance(error, aws.AwsError):
-        entry = _error("", error.message, error.code, error.request_id)
+        entry = error_entry("", error.message, error.code, error.request_id)
     else:
-        entry = _error("", "vpnctl failed while syncing; see the server log.", "InternalError")
+        entry = error_entry("", "vpnctl failed while syncing; see the server log.", "InternalError")
     with transaction.atomic():
         result.failed = True
         result.errors = [*result.errors, entry]
@@ -524,8 +451,13 @@ def _fail(result: SyncResult, error: aws.AwsError | Exception) -> None:
             AuditAction.SYNC_FAILED,
             actor_kind=ActorKind.SYSTEM,
             account=result.account,
-            message=f"Sync of {result.account.name} {result.region} failed: "
-            f"{entry.get('code')}: {entry['message']}",
+            message=Text(
+                N_("Sync of %(account)s %(region)s failed: %(code)s: %(message)s"),
+                account=result.account.name,
+                region=result.region,
+                code=entry.get("code"),
+                message=entry["message"],
+            ),
             details={"region": result.region, **entry},
         )
 
@@ -534,7 +466,7 @@ def _sync_scope(run: SyncRun, account: AwsAccount, region: str) -> SyncResult:
     """Sync one account and region into a SyncResult; never raises."""
     result = SyncResult.objects.create(run=run, account=account, region=region)
     try:
-        fetched = _fetch(account, region)
+        fetched = fetch(account, region)
     except aws.AwsError as exc:
         result.api_calls = 1
         _fail(result, exc)
@@ -561,7 +493,7 @@ def _sync_scope(run: SyncRun, account: AwsAccount, region: str) -> SyncResult:
             result.changed = len(plan.changed)
             result.gone = plan.gone
             result.api_calls = fetched.api_calls
-            result.errors = _capped(fetched.errors)
+            result.errors = capped(fetched.errors)
             result.finished_at = timezone.now()
             result.save()
     except Exception as exc:
@@ -638,7 +570,7 @@ def refresh_connection(connection: VpnConnection) -> VpnConnection:
     region = connection.region
     connection_id = connection.vpn_connection_id
     try:
-        fetched = _fetch(account, region, [connection_id])
+        fetched = fetch(account, region, [connection_id])
     except aws.AwsError as exc:
         if exc.code != NOT_FOUND:
             raise

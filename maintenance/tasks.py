@@ -29,7 +29,6 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from . import aws, enqueue, sync, times
 from .choices import (
@@ -50,6 +49,7 @@ from .models import (
     deadline_refusal,
     ends_after_deadline,
 )
+from .texts import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,14 @@ def batch_turn(request: ChangeRequest) -> tuple[BatchTurn, str]:
     )
     for first in earlier:
         if first.status in ChangeStatus.UNSUCCESSFUL:
-            return BatchTurn.STOP, _(
-                "the first tunnel's change did not succeed (request #%(pk)s: %(status)s), "
-                "so this tunnel was left alone."
-            ) % {"pk": first.pk, "status": first.get_status_display()}
+            return BatchTurn.STOP, Text(
+                N_(
+                    "the first tunnel's change did not succeed (request #%(pk)s: %(status)s), "
+                    "so this tunnel was left alone."
+                ),
+                pk=first.pk,
+                status=ChangeStatus(first.status).label,
+            )
         if first.status in ChangeStatus.OPEN:
             return BatchTurn.WAIT, ""
         done = first.status in (ChangeStatus.SUCCEEDED, ChangeStatus.SUPERSEDED)
@@ -139,8 +143,10 @@ def _run(execution: Execution) -> str:
         connection = sync.refresh_connection(connection)
     except aws.AwsError as exc:
         execution.fail(
-            _("vpnctl could not read the connection from AWS (%(error)s); nothing was sent.")
-            % {"error": exc}
+            Text(
+                N_("vpnctl could not read the connection from AWS (%(error)s); nothing was sent."),
+                error=exc,
+            )
         )
         return "failed: refresh"
     tunnel = Tunnel.objects.select_related("connection").get(pk=tunnel.pk)
@@ -178,7 +184,9 @@ def _run(execution: Execution) -> str:
         # tunnel twice, so vpnctl watches instead and lets the tunnel's state tell.
         execution.record_unclear_answer(exc.code, exc.message)
     except aws.AwsError as exc:
-        execution.fail(_("AWS refused the change."), error_code=exc.code, error_message=exc.message)
+        execution.fail(
+            Text(N_("AWS refused the change.")), error_code=exc.code, error_message=exc.message
+        )
         return f"failed: {exc.code}"
     else:
         execution.record_aws_answer(result.request_id)
@@ -197,44 +205,52 @@ def preflight(
 ) -> tuple[Preflight, str]:
     """The safety checks on fresh data. Returns (Preflight verdict, reason)."""
     if request.compute_fingerprint() != request.fingerprint:
-        return Preflight.BLOCKED, _("The request was altered after it was approved.")
+        return Preflight.BLOCKED, Text(N_("The request was altered after it was approved."))
     if len(request.valid_approvals()) < request.required_approvals:
-        return Preflight.BLOCKED, _("The request no longer has the approvals it needs.")
+        return Preflight.BLOCKED, Text(N_("The request no longer has the approvals it needs."))
     if connection.gone_at is not None:
-        return Preflight.BLOCKED, _("The connection is gone from AWS.")
+        return Preflight.BLOCKED, Text(N_("The connection is gone from AWS."))
     if (
         request.kind == ChangeKind.REPLACE
         and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE
     ):
-        return Preflight.SUPERSEDED, _(
-            "AWS reports no pending maintenance any more (last applied %(when)s): "
-            "it was applied without vpnctl."
-        ) % {"when": times.local(tunnel.last_maintenance_applied)}
+        return Preflight.SUPERSEDED, Text(
+            N_(
+                "AWS reports no pending maintenance any more (last applied %(when)s): "
+                "it was applied without vpnctl."
+            ),
+            when=tunnel.last_maintenance_applied or "?",
+        )
     if request.kind == ChangeKind.ENABLE_LIFECYCLE and tunnel.lifecycle_control:
-        return Preflight.SUPERSEDED, _("Lifecycle control is already on for this tunnel.")
+        return Preflight.SUPERSEDED, Text(N_("Lifecycle control is already on for this tunnel."))
     if ends_after_deadline(tunnel, request.window_end):
         return Preflight.BLOCKED, deadline_refusal(tunnel)
     if connection.state != ConnectionState.AVAILABLE:
-        return Preflight.BLOCKED, _(
-            "The connection is %(state)s, not available: AWS is still busy with it."
-        ) % {"state": connection.state}
+        return Preflight.BLOCKED, Text(
+            N_("The connection is %(state)s, not available: AWS is still busy with it."),
+            state=connection.state,
+        )
     sibling = Tunnel.objects.filter(connection=connection).exclude(pk=tunnel.pk).first()
     if sibling is None:
-        return Preflight.BLOCKED, _("AWS reports no second tunnel for this connection.")
+        return Preflight.BLOCKED, Text(N_("AWS reports no second tunnel for this connection."))
     if sibling.status != TunnelStatus.UP:
-        return Preflight.BLOCKED, _(
-            "The other tunnel (%(ip)s) is %(status)s. Taking this one down now would cut "
-            "the connection completely."
-        ) % {"ip": sibling.outside_ip, "status": sibling.status}
+        return Preflight.BLOCKED, Text(
+            N_(
+                "The other tunnel (%(ip)s) is %(status)s. Taking this one down now would cut "
+                "the connection completely."
+            ),
+            ip=sibling.outside_ip,
+            status=sibling.status,
+        )
     busy = (
         ChangeRequest.objects.filter(tunnel__connection=connection, status=ChangeStatus.RUNNING)
         .exclude(pk=request.pk)
         .first()
     )
     if busy is not None:
-        return Preflight.BLOCKED, _("Request #%(pk)s is already running on this connection.") % {
-            "pk": busy.pk
-        }
+        return Preflight.BLOCKED, Text(
+            N_("Request #%(pk)s is already running on this connection."), pk=busy.pk
+        )
     return Preflight.OK, ""
 
 
@@ -273,11 +289,11 @@ def _look(execution: Execution) -> str:
         tunnel: Tunnel | None = Tunnel.objects.get(pk=request.tunnel_id)
     except aws.AwsError as exc:
         execution.step(
-            _("Could not read the tunnel from AWS (%(error)s); trying again.") % {"error": exc},
+            Text(N_("Could not read the tunnel from AWS (%(error)s); trying again."), error=exc),
             level=StepLevel.WARNING,
         )
         tunnel = None
-    missing = _("AWS could not be read before the time limit.")
+    missing = Text(N_("AWS could not be read before the time limit."))
     if tunnel is not None:
         execution.observe(tunnel, connection)
         missing = _still_missing(request, execution, connection, tunnel)
@@ -286,14 +302,16 @@ def _look(execution: Execution) -> str:
             return "succeeded"
         if _unanswered_without_sign(execution, connection, tunnel):
             execution.fail(
-                _(
-                    "AWS gave no clear answer and shows no sign of the change after "
-                    "%(seconds)d seconds. vpnctl did not send it again."
-                )
-                % {"seconds": settings.AMBIGUOUS_GRACE_SECONDS},
+                Text(
+                    N_(
+                        "AWS gave no clear answer and shows no sign of the change after "
+                        "%(seconds)d seconds. vpnctl did not send it again."
+                    ),
+                    seconds=settings.AMBIGUOUS_GRACE_SECONDS,
+                ),
                 error_code=execution.aws_error_code or "NoAnswer",
                 error_message=execution.aws_error_message
-                or str(_("The worker was lost around the AWS call.")),
+                or "The worker was lost around the AWS call.",
             )
             return "failed: no sign of the change"
     if timezone.now() >= execution.watch_until:
@@ -309,12 +327,12 @@ def _still_missing(
     """What the tunnel still lacks before the change counts as done ("" when done)."""
     before = execution.before or {}
     if tunnel.status != TunnelStatus.UP:
-        return _("the tunnel is still %(status)s.") % {"status": tunnel.status}
+        return Text(N_("the tunnel is still %(status)s."), status=tunnel.status)
     if request.kind == ChangeKind.ENABLE_LIFECYCLE:
         if connection.state != ConnectionState.AVAILABLE:
-            return _("the connection is still %(state)s.") % {"state": connection.state}
+            return Text(N_("the connection is still %(state)s."), state=connection.state)
         if not tunnel.lifecycle_control:
-            return _("AWS does not show lifecycle control on yet.")
+            return Text(N_("AWS does not show lifecycle control on yet."))
         replacement_expected = (
             not request.skip_tunnel_replacement
             and before.get("pending_maintenance") == PendingMaintenance.AVAILABLE
@@ -322,11 +340,11 @@ def _still_missing(
         if not replacement_expected:
             return ""
     if tunnel.pending_maintenance == PendingMaintenance.AVAILABLE:
-        return _("the maintenance is still pending.")
+        return Text(N_("the maintenance is still pending."))
     applied = tunnel.last_maintenance_applied
     previous = before.get("last_maintenance_applied")
     if applied is None or (previous and applied <= datetime.fromisoformat(previous)):
-        return _("AWS has not reported the maintenance as applied yet.")
+        return Text(N_("AWS has not reported the maintenance as applied yet."))
     return ""
 
 

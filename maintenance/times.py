@@ -79,3 +79,8 @@ def iso(value: datetime | None) -> str | None:
 def utc_iso(value: datetime) -> str:
     """ISO 8601 in UTC to the microsecond: what the audit chain and fingerprints hash."""
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def utc():
+    """Write times in UTC inside this block (the stored, language-neutral form)."""
+    return timezone.override(UTC)

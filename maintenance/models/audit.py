@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import times
 from ..choices import ActorKind, AuditAction
+from ..texts import Text, english, render
 from .inventory import AwsAccount, Tunnel, VpnConnection
 
 
@@ -117,6 +118,13 @@ class AuditEvent(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AuditLogError("The audit log is append-only: events cannot be deleted.")
 
+    @property
+    def sentence(self) -> str:
+        """What happened, in the reader's language and zone (the stored English message
+        for events written before sentences were kept as data)."""
+        text = (self.details or {}).get("text")
+        return render(text) if text else self.message
+
     def hashed_fields(self) -> dict[str, Any]:
         """The canonical form the hash covers (ids, not names, for related objects)."""
         at = self.at
@@ -151,15 +159,21 @@ class AuditEvent(models.Model):
         connection: VpnConnection | None = None,
         tunnel: Tunnel | None = None,
         change_request: Any = None,
-        message: str = "",
+        message: Any = "",
         details: dict[str, Any] | None = None,
         at: datetime | None = None,
     ) -> AuditEvent:
         """Append one event to the chain; call inside the transaction of the change it records.
 
         Related objects fill in their parents: a tunnel names its connection, a connection
-        its account.
+        its account. A ``texts.Text`` message is kept as data (``details["text"]``) and
+        written for each reader when shown; ``message`` keeps it in English, so that the
+        record reads without vpnctl.
         """
+        details = dict(details or {})
+        if isinstance(message, Text):
+            details["text"] = message.as_data()
+        message = english(message)
         if change_request is not None and tunnel is None:
             tunnel = change_request.tunnel
         if tunnel is not None and connection is None:
@@ -185,8 +199,8 @@ class AuditEvent(models.Model):
                 connection=connection,
                 tunnel=tunnel,
                 change_request=change_request,
-                message=str(message),
-                details=json.loads(canonical_json(details or {})),
+                message=message,
+                details=json.loads(canonical_json(details)),
                 prev_hash=head.last_hash or GENESIS_HASH,
             )
             event.hash = event.compute_hash()

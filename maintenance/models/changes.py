@@ -31,6 +31,7 @@ from ..choices import (
     PendingMaintenance,
 )
 from ..roles import has_perm
+from ..texts import N_, Text, english
 from .approvals import Approval
 from .audit import AuditEvent, canonical_json
 from .inventory import Tunnel, VpnConnection
@@ -42,6 +43,9 @@ ENDS_AFTER_DEADLINE = Q(
     tunnel__pending_maintenance=PendingMaintenance.AVAILABLE,
     tunnel__maintenance_auto_applied_after__lt=F("window_end"),
 )
+
+
+CLOSED_BEFORE_RUN = Text(N_("The window closed before the change could run."))
 
 
 class ChangeRequestQuerySet(models.QuerySet):
@@ -140,6 +144,9 @@ class ChangeRequest(models.Model):
         db_index=True,
     )
     status_reason = models.TextField(_("why"), blank=True)
+    # The same reason as data (texts.Text), written in each reader's language; empty when
+    # the reason is a person's own words (a rejection's comment, a cancellation's reason).
+    status_reason_text = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(_("fingerprint"), max_length=64)
     created_at = models.DateTimeField(_("requested"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), default=timezone.now)
@@ -376,8 +383,9 @@ class ChangeRequest(models.Model):
                 AuditAction.REQUEST_RESCHEDULED,
                 actor=user,
                 change_request=request,
-                message=_("Window changed; %(n)d earlier approval(s) no longer count.")
-                % {"n": voided},
+                message=Text(
+                    N_("Window changed; %(n)d earlier approval(s) no longer count."), n=voided
+                ),
                 details={"before": before, "after": request.audit_snapshot()},
                 at=now,
             )
@@ -447,12 +455,12 @@ class ChangeRequest(models.Model):
                 else AuditAction.REQUEST_REJECTED,
                 actor=user,
                 change_request=request,
-                message=(
-                    _("%(user)s approved")
+                message=Text(
+                    N_("%(user)s approved")
                     if decision == Decision.APPROVE
-                    else _("%(user)s rejected")
-                )
-                % {"user": user.get_username()},
+                    else N_("%(user)s rejected"),
+                    user=user.get_username(),
+                ),
                 details={"comment": comment.strip(), "fingerprint": request.fingerprint},
                 at=now,
             )
@@ -477,8 +485,11 @@ class ChangeRequest(models.Model):
                     AuditAction.REQUEST_APPROVED,
                     actor_kind=ActorKind.SYSTEM,
                     change_request=request,
-                    message=_("Approved by %(n)d of %(needed)d; it runs in its window.")
-                    % {"n": len(request.valid_approvals()), "needed": request.required_approvals},
+                    message=Text(
+                        N_("Approved by %(n)d of %(needed)d; it runs in its window."),
+                        n=len(request.valid_approvals()),
+                        needed=request.required_approvals,
+                    ),
                     details={
                         "window_start": request.window_start,
                         "window_end": request.window_end,
@@ -512,7 +523,7 @@ class ChangeRequest(models.Model):
                 AuditAction.REQUEST_CANCELLED,
                 actor=user,
                 change_request=request,
-                message=_("%(user)s cancelled the request") % {"user": user.get_username()},
+                message=Text(N_("%(user)s cancelled the request"), user=user.get_username()),
                 details={"reason": reason.strip()},
                 at=now,
             )
@@ -530,14 +541,15 @@ class ChangeRequest(models.Model):
                 ChangeStatus.EXPIRED,
                 now,
                 finished_at=now,
-                status_reason=str(_("The window closed before the change could run.")),
+                status_reason=english(CLOSED_BEFORE_RUN),
+                status_reason_text=CLOSED_BEFORE_RUN.as_data(),
             ):
                 return False
             AuditEvent.record(
                 AuditAction.REQUEST_EXPIRED,
                 actor_kind=ActorKind.SYSTEM,
                 change_request=self,
-                message=_("The window closed before the change ran."),
+                message=Text(N_("The window closed before the change ran.")),
                 at=now,
             )
             notifications.after_commit(Notice.FINISHED, self)
@@ -594,10 +606,13 @@ class ChangeRequest(models.Model):
                 AuditAction.REQUEST_DEADLINE_MOVED,
                 actor_kind=ActorKind.AWS,
                 change_request=self,
-                message=_(
-                    "AWS moved its deadline to %(deadline)s, before this window ends (%(end)s)."
-                )
-                % {"deadline": times.local(deadline), "end": times.local(self.window_end)},
+                message=Text(
+                    N_(
+                        "AWS moved its deadline to %(deadline)s, before this window ends (%(end)s)."
+                    ),
+                    deadline=deadline,
+                    end=self.window_end,
+                ),
                 details={
                     "previous_deadline": times.iso(previous),
                     "deadline": times.iso(deadline),
@@ -653,19 +668,19 @@ def create_checked(
     )
     request.fingerprint = request.compute_fingerprint()
     request.save()
-    details = request.audit_snapshot()
+    details = {**request.audit_snapshot(), "reason": request.reason}
     if batch is not None:
         details["batch"] = batch.pk
     AuditEvent.record(
         AuditAction.REQUEST_SUBMITTED,
         actor=user,
         change_request=request,
-        message=_("%(user)s requested: %(kind)s on %(tunnel)s")
-        % {
-            "user": user.get_username(),
-            "kind": request.get_kind_display(),
-            "tunnel": tunnel,
-        },
+        message=Text(
+            N_("%(user)s requested: %(kind)s on %(tunnel)s"),
+            user=user.get_username(),
+            kind=ChangeKind(kind).label,
+            tunnel=str(tunnel),
+        ),
         details=details,
         at=now,
     )

@@ -24,9 +24,11 @@ from ..choices import (
     ChangeStatus,
     ExecutionOutcome,
     Notice,
+    PendingMaintenance,
     StepLevel,
     TunnelStatus,
 )
+from ..texts import N_, Text, as_data, english, render
 from .audit import AuditEvent, canonical_json
 from .inventory import Tunnel, VpnConnection
 
@@ -65,6 +67,7 @@ class Execution(models.Model):
     next_look_at = models.DateTimeField(_("next look at the tunnel"), null=True, blank=True)
     down_seen_at = models.DateTimeField(_("tunnel seen DOWN"), null=True, blank=True)
     up_seen_at = models.DateTimeField(_("tunnel back UP"), null=True, blank=True)
+    cleared_seen_at = models.DateTimeField(_("maintenance seen cleared"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     outcome = models.CharField(
         _("outcome"), max_length=16, choices=ExecutionOutcome.choices, blank=True
@@ -105,25 +108,27 @@ class Execution(models.Model):
                 claimed_at=now,
                 heartbeat_at=now,
             )
-            execution.step(_("Execution started by worker %(w)s.") % {"w": worker or "?"}, at=now)
+            execution.step(Text(N_("Execution started by worker %(w)s."), w=worker or "?"), at=now)
             AuditEvent.record(
                 AuditAction.EXECUTION_CLAIMED,
                 actor_kind=ActorKind.SYSTEM,
                 change_request=request,
-                message=_("The window is open; execution started."),
+                message=Text(N_("The window is open; execution started.")),
                 details={"task_id": task_id, "worker": worker},
                 at=now,
             )
         return execution
 
     def step(
-        self, message: Any, *, level: str = StepLevel.INFO, data: dict | None = None, at=None
+        self, message: Text, *, level: str = StepLevel.INFO, data: dict | None = None, at=None
     ) -> ExecutionStep:
+        """Add a line to the execution's story: stored as data, read in each reader's words."""
         return ExecutionStep.objects.create(
             execution=self,
             at=at or timezone.now(),
             level=level,
-            message=str(message),
+            message=english(message),
+            text=as_data(message) if isinstance(message, Text) else {},
             data=json.loads(canonical_json(data or {})),
         )
 
@@ -152,12 +157,12 @@ class Execution(models.Model):
             self.calling_aws_at, self.heartbeat_at = now, now
             self.before, self.watch_until = before, watch_until
             request = self.change_request
-            self.step(_("Preflight checks passed. Calling AWS now."), at=now, data=before)
+            self.step(Text(N_("Preflight checks passed. Calling AWS now.")), at=now, data=before)
             AuditEvent.record(
                 AuditAction.EXECUTION_CALLING_AWS,
                 actor_kind=ActorKind.SYSTEM,
                 change_request=request,
-                message=_("About to call AWS: %(call)s") % {"call": request.aws_call_name},
+                message=Text(N_("About to call AWS: %(call)s"), call=request.aws_call_name),
                 details={"before": before},
                 at=now,
             )
@@ -171,15 +176,17 @@ class Execution(models.Model):
             )
             self.aws_answered_at, self.aws_request_id = now, request_id
             self.step(
-                _("AWS accepted the call (request id %(id)s). Watching the tunnel.")
-                % {"id": request_id or "?"},
+                Text(
+                    N_("AWS accepted the call (request id %(id)s). Watching the tunnel."),
+                    id=request_id or "?",
+                ),
                 at=now,
             )
             AuditEvent.record(
                 AuditAction.EXECUTION_AWS_ANSWERED,
                 actor_kind=ActorKind.AWS,
                 change_request=self.change_request,
-                message=_("AWS accepted %(call)s") % {"call": self.change_request.aws_call_name},
+                message=Text(N_("AWS accepted %(call)s"), call=self.change_request.aws_call_name),
                 details={"request_id": request_id},
                 at=now,
             )
@@ -192,26 +199,32 @@ class Execution(models.Model):
         )
         self.aws_error_code, self.aws_error_message = code, message
         self.step(
-            _(
-                "AWS did not answer clearly (%(code)s: %(message)s). vpnctl does not send the "
-                "change again; it watches the tunnel to learn whether AWS acted."
-            )
-            % {"code": code, "message": message},
+            Text(
+                N_(
+                    "AWS did not answer clearly (%(code)s: %(message)s). vpnctl does not send the "
+                    "change again; it watches the tunnel to learn whether AWS acted."
+                ),
+                code=code,
+                message=message,
+            ),
             level=StepLevel.WARNING,
             at=now,
         )
 
     def observe(self, tunnel: Tunnel, connection: VpnConnection) -> None:
-        """Note what a watch poll saw: the first DOWN and the first UP after it."""
+        """Note what a watch poll saw, each first time as a step and an audit event: the
+        tunnel DOWN, UP again after it, and the pending maintenance cleared."""
         now = timezone.now()
         fields: dict[str, Any] = {"heartbeat_at": now}
+        seen: list[tuple[str, Text, str]] = []
         if tunnel.status == TunnelStatus.DOWN and self.down_seen_at is None:
             fields["down_seen_at"] = now
-            self.step(
-                _("Tunnel %(ip)s is DOWN: AWS is working on it.") % {"ip": tunnel.outside_ip},
-                level=StepLevel.WARNING,
-                at=now,
-                data={"status": tunnel.status, "message": tunnel.status_message},
+            seen.append(
+                (
+                    AuditAction.TUNNEL_SEEN_DOWN,
+                    Text(N_("Tunnel %(ip)s is DOWN: AWS is working on it."), ip=tunnel.outside_ip),
+                    StepLevel.WARNING,
+                )
             )
         elif (
             tunnel.status == TunnelStatus.UP
@@ -219,8 +232,50 @@ class Execution(models.Model):
             and self.up_seen_at is None
         ):
             fields["up_seen_at"] = now
-            self.step(_("Tunnel %(ip)s is UP again.") % {"ip": tunnel.outside_ip}, at=now)
-        Execution.objects.filter(pk=self.pk).update(**fields)
+            seen.append(
+                (
+                    AuditAction.TUNNEL_SEEN_UP,
+                    Text(N_("Tunnel %(ip)s is UP again."), ip=tunnel.outside_ip),
+                    StepLevel.INFO,
+                )
+            )
+        was_pending = (self.before or {}).get("pending_maintenance") == (
+            PendingMaintenance.AVAILABLE
+        )
+        if (
+            was_pending
+            and tunnel.pending_maintenance != PendingMaintenance.AVAILABLE
+            and self.cleared_seen_at is None
+        ):
+            fields["cleared_seen_at"] = now
+            seen.append(
+                (
+                    AuditAction.MAINTENANCE_CLEARED,
+                    Text(
+                        N_("AWS no longer shows maintenance pending on tunnel %(ip)s."),
+                        ip=tunnel.outside_ip,
+                    ),
+                    StepLevel.INFO,
+                )
+            )
+        with transaction.atomic():
+            Execution.objects.filter(pk=self.pk).update(**fields)
+            observed = {
+                "tunnel": tunnel.outside_ip,
+                "status": tunnel.status,
+                "status_message": tunnel.status_message,
+                "pending_maintenance": tunnel.pending_maintenance,
+            }
+            for action, sentence, level in seen:
+                self.step(sentence, level=level, at=now, data=observed)
+                AuditEvent.record(
+                    action,
+                    actor_kind=ActorKind.AWS,
+                    change_request=self.change_request,
+                    message=sentence,
+                    details=observed,
+                    at=now,
+                )
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -230,8 +285,8 @@ class Execution(models.Model):
         outcome: str,
         status: str,
         action: str,
-        message: Any,
-        reason: str = "",
+        message: Text,
+        reason: Any = "",
         level: str = StepLevel.INFO,
         error_code: str = "",
         error_message: str = "",
@@ -250,16 +305,19 @@ class Execution(models.Model):
                 after=after if after is not None else models.F("after"),
             )
             if not ended or not request.transition(
-                ChangeStatus.RUNNING, status, now, finished_at=now, status_reason=str(reason)
+                ChangeStatus.RUNNING,
+                status,
+                now,
+                finished_at=now,
+                status_reason=english(reason),
+                status_reason_text=as_data(reason) if isinstance(reason, Text) else {},
             ):
                 transaction.set_rollback(True)
                 return False
             self.finished_at, self.outcome = now, outcome
             if error_code:
                 self.aws_error_code, self.aws_error_message = error_code, error_message
-            self.step(
-                message, level=level, at=now, data={"reason": str(reason)} if reason else None
-            )
+            self.step(message, level=level, at=now)
             AuditEvent.record(
                 action,
                 actor_kind=actor_kind,
@@ -267,7 +325,7 @@ class Execution(models.Model):
                 message=message,
                 details={
                     "outcome": outcome,
-                    "reason": str(reason),
+                    "reason": as_data(reason),
                     "aws_error_code": error_code,
                     "aws_error_message": error_message,
                     "after": after or {},
@@ -288,8 +346,8 @@ class Execution(models.Model):
             outcome=ExecutionOutcome.BLOCKED,
             status=ChangeStatus.BLOCKED,
             action=AuditAction.EXECUTION_BLOCKED,
-            message=_("Blocked: %(reason)s Nothing was sent to AWS.") % {"reason": reason},
-            reason=str(reason),
+            message=Text(N_("Blocked: %(reason)s Nothing was sent to AWS."), reason=reason),
+            reason=reason,
             level=StepLevel.ERROR,
         )
 
@@ -299,25 +357,26 @@ class Execution(models.Model):
             outcome=ExecutionOutcome.SUPERSEDED,
             status=ChangeStatus.SUPERSEDED,
             action=AuditAction.EXECUTION_SUPERSEDED,
-            message=_("No longer needed: %(reason)s Nothing was sent to AWS.") % {"reason": reason},
-            reason=str(reason),
+            message=Text(
+                N_("No longer needed: %(reason)s Nothing was sent to AWS."), reason=reason
+            ),
+            reason=reason,
         )
 
     def fail(self, reason: Any, *, error_code: str = "", error_message: str = "") -> bool:
         """AWS refused the call, or the call was never made (see the reason)."""
         if error_code:
-            message = _("Failed: AWS answered %(code)s: %(msg)s") % {
-                "code": error_code,
-                "msg": error_message,
-            }
+            message = Text(
+                N_("Failed: AWS answered %(code)s: %(msg)s"), code=error_code, msg=error_message
+            )
         else:
-            message = _("Failed: %(reason)s") % {"reason": reason}
+            message = Text(N_("Failed: %(reason)s"), reason=reason)
         return self._finish(
             outcome=ExecutionOutcome.FAILED,
             status=ChangeStatus.FAILED,
             action=AuditAction.EXECUTION_FAILED,
             message=message,
-            reason=str(reason),
+            reason=reason,
             level=StepLevel.ERROR,
             error_code=error_code,
             error_message=error_message,
@@ -328,7 +387,7 @@ class Execution(models.Model):
             outcome=ExecutionOutcome.SUCCEEDED,
             status=ChangeStatus.SUCCEEDED,
             action=AuditAction.EXECUTION_SUCCEEDED,
-            message=_("Succeeded: the tunnel is UP and the change is done."),
+            message=Text(N_("Succeeded: the tunnel is UP and the change is done.")),
             after=after,
         )
 
@@ -337,8 +396,8 @@ class Execution(models.Model):
             outcome=ExecutionOutcome.TIMED_OUT,
             status=ChangeStatus.TIMED_OUT,
             action=AuditAction.EXECUTION_TIMED_OUT,
-            message=_("Timed out: %(reason)s") % {"reason": reason},
-            reason=str(reason),
+            message=Text(N_("Timed out: %(reason)s"), reason=reason),
+            reason=reason,
             level=StepLevel.ERROR,
             after=after,
         )
@@ -401,17 +460,21 @@ class Execution(models.Model):
         """After take_over: say what vpnctl knows and what it will do about it."""
         if self.calling_aws_at is None:
             self.fail(
-                _(
-                    "The worker was lost before the call to AWS; nothing was sent. "
-                    "Request the change again if it is still needed."
+                Text(
+                    N_(
+                        "The worker was lost before the call to AWS; nothing was sent. "
+                        "Request the change again if it is still needed."
+                    )
                 )
             )
             return
         with transaction.atomic():
             self.step(
-                _(
-                    "The worker was lost after the AWS call was prepared. vpnctl never sends a "
-                    "change twice: it goes on watching the tunnel to learn what happened."
+                Text(
+                    N_(
+                        "The worker was lost after the AWS call was prepared. vpnctl never sends a "
+                        "change twice: it goes on watching the tunnel to learn what happened."
+                    )
                 ),
                 level=StepLevel.WARNING,
                 data={"last_heard_of": self.heartbeat_at, "generation": generation},
@@ -420,7 +483,9 @@ class Execution(models.Model):
                 AuditAction.EXECUTION_RECONCILED,
                 actor_kind=ActorKind.SYSTEM,
                 change_request=self.change_request,
-                message=_("Worker lost after the call was prepared; watching, not calling again."),
+                message=Text(
+                    N_("Worker lost after the call was prepared; watching, not calling again.")
+                ),
                 details={"calling_aws_at": self.calling_aws_at, "generation": generation},
             )
 
@@ -433,7 +498,8 @@ class ExecutionStep(models.Model):
     level = models.CharField(
         _("level"), max_length=8, choices=StepLevel.choices, default=StepLevel.INFO
     )
-    message = models.TextField(_("message"))
+    message = models.TextField(_("message"))  # in English, for reading without vpnctl
+    text = models.JSONField(default=dict, blank=True)  # texts.Text: written for each reader
     data = models.JSONField(_("data"), default=dict, blank=True)
 
     class Meta:
@@ -443,3 +509,8 @@ class ExecutionStep(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def sentence(self) -> str:
+        """The step in the reader's language (the English message for older steps)."""
+        return render(self.text) if self.text else self.message

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..choices import AuditAction
+from ..texts import N_, Text
 from .audit import AuditEvent
 from .inventory import AwsAccount
 
@@ -111,7 +112,7 @@ class CalendarFeed(models.Model):
             AuditEvent.record(
                 AuditAction.CALENDAR_FEED_ISSUED,
                 actor=user,
-                message=_("%(user)s created a calendar URL.") % {"user": user.get_username()},
+                message=Text(N_("%(user)s created a calendar URL."), user=user.get_username()),
                 details={"feed": feed.pk, "older_revoked": revoked},
                 at=now,
             )
@@ -127,8 +128,9 @@ class CalendarFeed(models.Model):
                 AuditEvent.record(
                     AuditAction.CALENDAR_FEED_REVOKED,
                     actor=user,
-                    message=_("%(user)s revoked their calendar URL.")
-                    % {"user": user.get_username()},
+                    message=Text(
+                        N_("%(user)s revoked their calendar URL."), user=user.get_username()
+                    ),
                     details={"revoked": revoked},
                     at=now,
                 )

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import times
 from ..choices import ChangeKind
 from ..roles import has_perm
+from ..texts import N_, Text
 from .inventory import Tunnel
 from .operations import BlackoutPeriod
 
@@ -30,12 +31,15 @@ def ends_after_deadline(tunnel: Tunnel, window_end: datetime) -> bool:
     return tunnel.has_pending_maintenance and deadline is not None and window_end > deadline
 
 
-def deadline_refusal(tunnel: Tunnel) -> Any:
+def deadline_refusal(tunnel: Tunnel) -> Text:
     """What a person reads when a window no longer ends before AWS's deadline."""
-    return _(
-        "AWS now applies this maintenance by itself after %(deadline)s, before this window "
-        "ends. Reschedule the window to end before then, or let AWS apply it."
-    ) % {"deadline": times.local(tunnel.maintenance_auto_applied_after)}
+    return Text(
+        N_(
+            "AWS now applies this maintenance by itself after %(deadline)s, before this "
+            "window ends. Reschedule the window to end before then, or let AWS apply it."
+        ),
+        deadline=tunnel.maintenance_auto_applied_after,
+    )
 
 
 def check_rules(

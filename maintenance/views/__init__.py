@@ -4,5 +4,6 @@
 - ``changes``: asking for a change, one request, its decisions, the request lists;
 - ``batches``: lifecycle control for many tunnels; ``history``: past changes per tunnel;
 - ``audit``: the audit log and its exports; ``calendar``: the feed and the timeline;
-- ``health``: ``/healthz/``; ``helpers``: what the others share.
+- ``health``: ``/healthz/``; ``errors``: the sign-in lockout and CSRF failure pages;
+- ``helpers``: what the others share.
 """

@@ -5,7 +5,8 @@
 // (so a screen reader announces only what is new), and stops when the fragment says so.
 // When the status changes (approved, running, finished), the rest of the page (approvals,
 // the buttons one may still press) is out of date too: it is fetched again and swapped in
-// without a reload, so nobody loses their place.
+// without a reload, so nobody loses their place. Polling does not count as activity for
+// the idle timeout: once the session has ended, a poll is answered 401 and the page reloads.
 (function () {
   "use strict";
   var INTERVAL_MS = 3000;
@@ -44,6 +45,11 @@
   function poll() {
     fetch(url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
       .then(function (response) {
+        // 401: the session ended (left alone too long); the reload shows the login page.
+        if (response.status === 401) {
+          window.location.reload();
+          throw new Error("logged out");
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.text();
       })
