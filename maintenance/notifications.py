@@ -8,16 +8,21 @@ backend. It takes the request itself and imports no model of vpnctl's.
 from __future__ import annotations
 
 import logging
+import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone, translation
 
 from .choices import ChangeStatus, Notice
 
@@ -29,6 +34,23 @@ TEMPLATES = {
     Notice.FINISHED: "emails/request_finished.txt",
     Notice.DEADLINE_MOVED: "emails/request_deadline_moved.txt",
 }
+
+
+@contextmanager
+def in_words_of(user: Any) -> Iterator[None]:
+    """Write for this person: their language (else the site's) and their time zone."""
+    try:
+        profile = user.vpnctl_profile
+    except ObjectDoesNotExist:
+        profile = None
+    language = (profile.language if profile else "") or settings.LANGUAGE_CODE
+    zone_name = (profile.time_zone if profile else "") or settings.DISPLAY_TIME_ZONE
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")
+    with translation.override(language), timezone.override(zone):
+        yield
 
 
 def after_commit(notice: Notice, request: Any) -> None:
@@ -50,6 +72,7 @@ def approvers_for(request: Any) -> list:
         )
         .exclude(pk=request.requester_id)
         .exclude(email="")
+        .select_related("vpnctl_profile")
         .distinct()
         .order_by("username")
     )
@@ -60,11 +83,9 @@ def send(notice: Notice | str, request: Any) -> int:
     """Send the emails for one workflow event about a ChangeRequest. Returns how many."""
     notice = Notice(notice)
     if notice == Notice.SUBMITTED:
-        recipients = [u.email for u in approvers_for(request)]
+        recipients = approvers_for(request)
     else:
-        recipients = [request.requester.email] if request.requester.email else []
-    if not recipients:
-        return 0
+        recipients = [request.requester] if request.requester.email else []
     link = settings.SITE_URL + reverse("maintenance:request", args=[request.pk])
     context = {
         "request_obj": request,
@@ -72,12 +93,14 @@ def send(notice: Notice | str, request: Any) -> int:
         "tunnel": request.tunnel,
         "approved": request.status == ChangeStatus.APPROVED,
     }
-    subject, _, body = render_to_string(TEMPLATES[notice], context).strip().partition("\n")
     sent = 0
-    for address in recipients:
-        # One message per person: nobody learns who else was asked.
+    for user in recipients:
+        # One message per person, in their words: nobody learns who else was asked.
+        with in_words_of(user):
+            text = render_to_string(TEMPLATES[notice], context)
+        subject, _, body = text.strip().partition("\n")
         try:
-            sent += send_mail(subject.strip(), body.strip() + "\n", None, [address])
+            sent += send_mail(subject.strip(), body.strip() + "\n", None, [user.email])
         except OSError:
             log.exception("could not send %s for request %s", notice, request.pk)
     return sent

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .models import ChangeRequest, ReminderSent, Tunnel
+from .notifications import in_words_of
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,6 @@ def recipients(tunnels: list[Tunnel]) -> dict[int, tuple[object, list[Tunnel]]]:
     return by_user
 
 
-def _zone_of(user) -> zoneinfo.ZoneInfo:
-    profile = getattr(user, "vpnctl_profile", None)
-    name = (profile.time_zone if profile is not None else "") or settings.DISPLAY_TIME_ZONE
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
-
-
 def send_deadline_reminders() -> int:
     """Send today's reminders. Returns how many emails were sent (0 on a second run)."""
     now = timezone.now()
@@ -131,7 +122,7 @@ def send_deadline_reminders() -> int:
             )
             for t in mine
         ]
-        with timezone.override(_zone_of(user)):
+        with in_words_of(user):
             text = render_to_string(
                 "emails/deadline_reminder.txt",
                 {

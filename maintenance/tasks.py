@@ -30,7 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from . import aws, enqueue, sync, times
+from . import aws, enqueue, liveness, sync, times
 from .choices import (
     BatchTurn,
     ChangeKind,
@@ -397,6 +397,7 @@ def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[s
 def sweep() -> dict[str, int]:
     """Every minute: open windows, expire closed ones, reconcile silent executions."""
     now = timezone.now()
+    liveness.beat(now)  # the worker's heartbeat: /healthz/, check_worker, the banner
     counts = {"started": 0, "expired": 0, "reconciled": 0}
 
     for request in ChangeRequest.objects.filter(

@@ -143,9 +143,10 @@ def test_events_read_in_words_in_the_users_zone(client, auditor, history):
     assert "<details>" in html
     assert "Before and after (changed rows highlighted)" in html
     assert "In your time zone, Asia/Tokyo." in html
-    assert '<tr class="changed"><th scope="row">window_start' in html
-    assert "<td>2026-03-02T01:00</td><td>2026-03-03T01:00</td>" in html
-    assert '<th scope="row">applied</th><td>2026-03-04T00:00:00+00:00</td>' in html
+    # Details with human labels, and their times in the reader's zone too.
+    assert '<tr class="changed"><th scope="row">Window opens' in html
+    assert "<td>2026-03-02 10:00:00 JST</td><td>2026-03-03 10:00:00 JST</td>" in html
+    assert '<th scope="row">Applied</th><td>2026-03-04 09:00:00 JST</td>' in html
 
 
 def test_request_events_link_to_the_request(client, auditor, requester, history):

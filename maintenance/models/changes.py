@@ -31,7 +31,7 @@ from ..choices import (
     PendingMaintenance,
 )
 from ..roles import has_perm
-from ..texts import N_, Text, english
+from ..texts import N_, Text, english, render
 from .approvals import Approval
 from .audit import AuditEvent, canonical_json
 from .inventory import Tunnel, VpnConnection
@@ -248,6 +248,11 @@ class ChangeRequest(models.Model):
             and user != self.requester
             and not self.decided_by(user)
         )
+
+    @property
+    def why(self) -> str:
+        """Why it ended, in the reader's language (a person's own words as they wrote them)."""
+        return render(self.status_reason_text) if self.status_reason_text else self.status_reason
 
     @property
     def ends_after_deadline(self) -> bool:

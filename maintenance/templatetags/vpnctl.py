@@ -62,6 +62,12 @@ def when(value: datetime | None) -> str:
 
 
 @register.filter
+def when_exact(value: datetime | None) -> str:
+    """The same, to the second: "2026-11-25 21:00:05 JST"."""
+    return times.local(value, seconds=True)
+
+
+@register.filter
 def relative(value: datetime | None, now: datetime | None = None) -> str:
     """How far a moment is from now: "in 5 days", "3 hours ago"."""
     return times.relative(value, now)

@@ -4,6 +4,7 @@
 - ``changes``: asking for a change, one request, its decisions, the request lists;
 - ``batches``: lifecycle control for many tunnels; ``history``: past changes per tunnel;
 - ``audit``: the audit log and its exports; ``calendar``: the feed and the timeline;
-- ``health``: ``/healthz/``; ``errors``: the sign-in lockout and CSRF failure pages;
+- ``health``: ``/healthz/``, ``/healthz/worker/``; ``errors``: the sign-in lockout and CSRF
+  failure pages;
 - ``helpers``: what the others share.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -21,11 +22,15 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET
 
+from .. import times
 from ..forms.audit import AuditFilterForm
-from ..models import AuditEvent, canonical_json
+from ..models import AuditEvent, ChangeRequest, Execution, Tunnel, canonical_json
+from ..texts import render as render_text
 
 EVENTS_PER_PAGE = 50
 # verify_chain() costs about 60 us an event on a small server (bench/export.py prints
@@ -50,7 +55,11 @@ EXPORT_COLUMNS = [
     "details",
     "prev_hash",
     "hash",
+    "text",
 ]
+# The columns the chain's hash covers come first and as stored; "text" is the event's
+# sentence written for the reader who exported it (not hashed).
+HASHED_EXPORT_COLUMNS = EXPORT_COLUMNS[:-1]
 
 
 def _require_audit_perm(request: HttpRequest) -> None:
@@ -68,11 +77,76 @@ def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEven
 # ---------------------------------------------------------------------------------------
 
 
+# What the details' keys mean to a reader; any other key falls back to the label of the
+# model field of that name, then to the key itself.
+DETAIL_LABELS: dict[str, Any] = {
+    "before": gettext_lazy("Before"),
+    "after": gettext_lazy("After"),
+    "kind": gettext_lazy("Change"),
+    "tunnel": gettext_lazy("Tunnel"),
+    "connection": gettext_lazy("Connection"),
+    "window_start": gettext_lazy("Window opens"),
+    "window_end": gettext_lazy("Window closes"),
+    "reason": gettext_lazy("Reason"),
+    "comment": gettext_lazy("Comment"),
+    "fingerprint": gettext_lazy("Fingerprint"),
+    "batch": gettext_lazy("Batch"),
+    "outcome": gettext_lazy("Outcome"),
+    "connection_state": gettext_lazy("Connection state"),
+    "status": gettext_lazy("Tunnel status"),
+    "status_message": gettext_lazy("Status message"),
+    "lifecycle_control": gettext_lazy("Lifecycle control"),
+    "pending_maintenance": gettext_lazy("Pending maintenance"),
+    "maintenance_auto_applied_after": gettext_lazy("AWS applies it itself after"),
+    "last_maintenance_applied": gettext_lazy("Last maintenance applied"),
+    "previous": gettext_lazy("Before"),
+    "applied": gettext_lazy("Applied"),
+    "previous_deadline": gettext_lazy("Deadline before"),
+    "deadline": gettext_lazy("Deadline now"),
+    "request_id": gettext_lazy("AWS request id"),
+    "aws_error_code": gettext_lazy("AWS error code"),
+    "aws_error_message": gettext_lazy("AWS error message"),
+    "ike": gettext_lazy("IKE"),
+    "ike_error": gettext_lazy("IKE details unavailable"),
+    "task_id": gettext_lazy("Task"),
+    "worker": gettext_lazy("Worker"),
+    "generation": gettext_lazy("Watch number"),
+    "calling_aws_at": gettext_lazy("About to call AWS"),
+    "required_approvals": gettext_lazy("Approvals needed"),
+    "start_when_approved": gettext_lazy("As soon as approved"),
+    "skip_tunnel_replacement": gettext_lazy("Skip tunnel replacement"),
+    "username": gettext_lazy("Username"),
+    "ip": gettext_lazy("Address"),
+}
+_FIELD_LABELS = {
+    field.name: field.verbose_name
+    for model in (ChangeRequest, Execution, Tunnel)
+    for field in model._meta.get_fields()
+    if hasattr(field, "verbose_name")
+}
+
+
+ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def detail_label(key: str) -> str:
+    return str(DETAIL_LABELS.get(key) or _FIELD_LABELS.get(key) or key.replace("_", " "))
+
+
 def _show(value: Any) -> str:
+    """A detail's value for a reader: yes / no, times in their zone, sentences in their words."""
     if value is None or value == "":
         return "—"
+    if isinstance(value, bool):
+        return gettext("Yes") if value else gettext("No")
+    if isinstance(value, dict) and ("msgid" in value or "at" in value):
+        return str(render_text(value))
     if isinstance(value, dict | list):
         return canonical_json(value)
+    if isinstance(value, str) and ISO_MOMENT.match(value):
+        moment = parse_datetime(value)
+        if moment is not None:
+            return times.local(moment, seconds=True)
     return str(value)
 
 
@@ -93,21 +167,26 @@ def detail_rows(details: Any) -> DetailRows:
         if details:
             rows.other.append(("", _show(details)))
         return rows
+    # "text" is the event's own sentence, shown above the details.
+    details = {k: v for k, v in details.items() if k != "text"}
     before, after = details.get("before"), details.get("after")
     if isinstance(before, dict) and isinstance(after, dict):
         for key in sorted(before.keys() | after.keys()):
             old, new = before.get(key), after.get(key)
-            rows.changes.append((key, _show(old), _show(new), old != new))
+            rows.changes.append((detail_label(key), _show(old), _show(new), old != new))
         rest = {k: v for k, v in details.items() if k not in ("before", "after")}
     else:
         rest = details
     for key in sorted(rest):
         value = rest[key]
-        if isinstance(value, dict):
-            # One level of nesting reads better as "before.state" than as JSON.
-            rows.other.extend((f"{key}.{k}", _show(v)) for k, v in sorted(value.items()))
+        if isinstance(value, dict) and not ("msgid" in value or "at" in value):
+            # One level of nesting reads better as "Before › Tunnel status" than as JSON.
+            rows.other.extend(
+                (f"{detail_label(key)} › {detail_label(k)}", _show(v))
+                for k, v in sorted(value.items())
+            )
         else:
-            rows.other.append((key, _show(value)))
+            rows.other.append((detail_label(key), _show(value)))
     return rows
 
 
@@ -151,6 +230,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "events": events,
             "filtered": filtered,
             "export_query": query.urlencode(),
+            # Invalid filters offer no export: it would not be what the page shows.
+            "exportable": not (form.is_bound and form.errors),
             # Filters do not change the chain: verify on the unfiltered log only, where the
             # page's count is the log's size (and the page stays within its query budget).
             "verification": None if filtered else _verification(page.paginator.count),
@@ -191,7 +272,7 @@ _EXPORT_SOURCES = {
     "prev_hash": "prev_hash",
     "hash": "hash",
 }
-assert list(_EXPORT_SOURCES) == EXPORT_COLUMNS
+assert list(_EXPORT_SOURCES) == HASHED_EXPORT_COLUMNS
 
 
 def export_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
@@ -202,12 +283,21 @@ def export_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
     """
     rows = qs.order_by("seq").values_list(*_EXPORT_SOURCES.values())
     for values in rows.iterator(chunk_size=EXPORT_CHUNK):
-        row = dict(zip(EXPORT_COLUMNS, values, strict=True))
+        row = dict(zip(HASHED_EXPORT_COLUMNS, values, strict=True))
         # Exactly the form the hash covers, so the chain can be re-verified offline.
         row["at"] = row["at"].astimezone(UTC).isoformat(timespec="microseconds")
         for name in ("account", "connection", "tunnel"):
             row[name] = row[name] or ""
+        sentence = (row["details"] or {}).get("text")
+        row["text"] = str(render_text(sentence)) if sentence else row["message"]
         yield row
+
+
+def _in_readers_words(lines: Iterator[bytes], language: str, zone: Any) -> Iterator[bytes]:
+    """Stream in the language and zone of the request: the response is written after the
+    view returns, when the middleware has let go of both."""
+    with translation.override(language), timezone.override(zone):
+        yield from lines
 
 
 def _batched(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
@@ -224,12 +314,25 @@ def _batched(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
         yield b"".join(buffer)
 
 
+# A spreadsheet takes a cell starting with one of these for a formula (=HYPERLINK(...)).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one leading apostrophe before a would-be
+    formula (strip it before re-hashing such a cell)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
     writer = csv.writer(_Echo())
     yield writer.writerow(EXPORT_COLUMNS).encode()
     for row in export_rows(qs):
         row["details"] = canonical_json(row["details"])
-        yield writer.writerow(["" if v is None else v for v in row.values()]).encode()
+        cells = ("" if v is None else neutralised(v) for v in row.values())
+        yield writer.writerow(list(cells)).encode()
 
 
 def _jsonl_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
@@ -251,9 +354,22 @@ def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
     if fmt not in EXPORT_FORMATS:
         raise Http404
     content_type, lines = EXPORT_FORMATS[fmt]
-    _form, qs = _filtered(request)
+    form, qs = _filtered(request)
+    if form.is_bound and not form.is_valid():
+        # Exactly the filters the page shows, or nothing: never "everything" by mistake.
+        problems = [
+            (f"{form.fields[name].label}: " if name in form.fields else "") + " ".join(errors)
+            for name, errors in form.errors.items()
+        ]
+        return HttpResponse(
+            "\n".join([gettext("These filters are not valid; nothing was exported."), *problems])
+            + "\n",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    response = StreamingHttpResponse(_batched(lines(qs)), content_type=content_type)
+    rows = _in_readers_words(lines(qs), translation.get_language(), timezone.get_current_timezone())
+    response = StreamingHttpResponse(_batched(rows), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="vpnctl-audit-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"
     return response

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import times
+from .. import liveness, times
 from ..calendar import upcoming_blackouts
 from ..choices import AUDIT_ACTION_LEVELS, ActorKind, ChangeKind, ChangeStatus, Decision, StepLevel
 from ..forms.changes import (
@@ -35,6 +35,7 @@ from ..forms.changes import (
 )
 from ..models import Approval, ChangeRequest, Execution, Tunnel
 from ..risks import blocking, risks_for
+from ..texts import render as render_text
 from .helpers import add_model_errors, paginate, require_perm, tunnel_number
 
 REQUESTS_PER_PAGE = 25
@@ -166,7 +167,7 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
     entries = []
     for event in change.audit_events.all().order_by("seq"):
         details = event.details or {}
-        detail = details.get("comment") or details.get("reason") or ""
+        detail = render_text(details.get("comment") or details.get("reason") or "")
         entries.append(
             TimelineEntry(
                 key=f"event-{event.seq}",
@@ -176,7 +177,7 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
                 who=event.actor_name
                 if event.actor_kind == ActorKind.USER
                 else _WHO[event.actor_kind],
-                text=event.message or event.get_action_display(),
+                text=event.sentence or event.get_action_display(),
                 detail=str(detail),
                 level=AUDIT_ACTION_LEVELS.get(event.action, StepLevel.INFO),
             )
@@ -186,7 +187,7 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
         # in the same words at the same instant: say it once.
         said = {(e.text, e.at.replace(microsecond=0)) for e in entries}
         for step in execution.steps.all():
-            if (step.message, step.at.replace(microsecond=0)) in said:
+            if (step.sentence, step.at.replace(microsecond=0)) in said:
                 continue
             entries.append(
                 TimelineEntry(
@@ -197,7 +198,7 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
                     if step.level == StepLevel.INFO
                     else _("Execution step (%(level)s)") % {"level": step.get_level_display()},
                     who="vpnctl",
-                    text=step.message,
+                    text=step.sentence,
                     detail="",
                     level=step.level,
                 )
@@ -375,6 +376,9 @@ def _render_request(
             "reschedule_form": reschedule_form,
             "page_error": page_error,
             "zone_name": timezone.get_current_timezone_name(),
+            "silent_worker": (
+                liveness.silent_worker() if change.status in ChangeStatus.SCHEDULED else None
+            ),
         }
     )
     return render(request, "maintenance/request_detail.html", context, status=status)

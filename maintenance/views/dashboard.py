@@ -18,6 +18,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from .. import liveness
 from ..choices import ChangeStatus, PendingMaintenance, TunnelStatus
 from ..forms.inventory import AWS_APPLIED_DAYS, DEADLINE_DAYS
 from ..models import (
@@ -168,6 +169,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "maintenance/dashboard.html",
         {
             "now": now,
+            "silent_worker": liveness.silent_worker(now),  # approved changes wait for it
             "t": t,
             "deadline_rows": deadline_rows,
             "urls": {
