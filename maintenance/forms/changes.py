@@ -115,9 +115,25 @@ class ChangeRequestForm(WindowForm):
 
     field_order = ["reason", "window_start", "window_end", "start_when_approved"]
 
-    def __init__(self, *args: Any, kind: str, tunnel: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, kind: str, tunnel: Any, blocker: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
+        if blocker:
+            # A risk says the change will be blocked as things stand: ask before sending.
+            self.fields["confirm_blocker"] = forms.BooleanField(
+                label=_(
+                    "I understand: as things stand, vpnctl will block this change when its "
+                    "window opens, and nothing will be sent to AWS."
+                ),
+                error_messages={
+                    "required": _(
+                        "A blocker is listed above. Tick the box to submit anyway, or wait "
+                        "until what blocks it is fixed."
+                    )
+                },
+            )
         if not self.is_bound:
             self.initial.update(suggested_window(tunnel))
         if kind != ChangeKind.ENABLE_LIFECYCLE:

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -28,77 +28,16 @@ from ..choices import (
     ChangeStatus,
     Decision,
     Notice,
-    PendingMaintenance,
 )
 from ..roles import has_perm
 from ..texts import N_, Text, english, render
 from .approvals import Approval
 from .audit import AuditEvent, canonical_json
+from .change_queries import ChangeRequestQuerySet
 from .inventory import Tunnel, VpnConnection
 from .rules import check_rules, check_submitter, deadline_refusal, ends_after_deadline
 
-# rules.ends_after_deadline for an open request, in SQL.
-ENDS_AFTER_DEADLINE = Q(
-    status__in=ChangeStatus.OPEN,
-    tunnel__pending_maintenance=PendingMaintenance.AVAILABLE,
-    tunnel__maintenance_auto_applied_after__lt=F("window_end"),
-)
-
-
 CLOSED_BEFORE_RUN = Text(N_("The window closed before the change could run."))
-
-
-class ChangeRequestQuerySet(models.QuerySet):
-    def open(self) -> ChangeRequestQuerySet:
-        return self.filter(status__in=ChangeStatus.OPEN)
-
-    def overlapping(self, start: datetime, end: datetime) -> ChangeRequestQuerySet:
-        return self.filter(window_start__lt=end, window_end__gt=start)
-
-    def awaiting_decision_of(self, user: Any) -> ChangeRequestQuerySet:
-        """Requests this approver can still decide on (their own excluded)."""
-        decided = Approval.objects.current().filter(approver=user).values("change_request")
-        return (
-            self.filter(status=ChangeStatus.PENDING_APPROVAL)
-            .exclude(requester=user)
-            .exclude(pk__in=decided)
-        )
-
-    def with_approval_counts(self) -> ChangeRequestQuerySet:
-        """Annotate `approvals_valid`: the approvals that count (one query)."""
-        return self.annotate(
-            approvals_valid=models.Count(
-                "approvals", filter=Q(approvals__in=Approval.objects.counting())
-            )
-        )
-
-    def ending_after_deadline(self) -> ChangeRequestQuerySet:
-        """Open requests whose window no longer ends before AWS's current deadline."""
-        return self.filter(ENDS_AFTER_DEADLINE)
-
-    def with_deadline_flag(self) -> ChangeRequestQuerySet:
-        """Annotate `after_deadline` (ending_after_deadline) for the lists, in the same query."""
-        return self.annotate(
-            after_deadline=models.ExpressionWrapper(
-                ENDS_AFTER_DEADLINE, output_field=models.BooleanField()
-            )
-        )
-
-    def planned_before_deadline(self) -> ChangeRequestQuerySet:
-        """Changes that apply their tunnel's pending maintenance before AWS would.
-
-        Approved or running; a replacement, or lifecycle control turned on without
-        SkipTunnelReplacement (which applies it at once); a window that opens before AWS's
-        deadline. See inventory.planned_before_deadline, its one use.
-        """
-        return (
-            self.filter(status__in=ChangeStatus.SCHEDULED)
-            .filter(Q(kind=ChangeKind.REPLACE) | Q(skip_tunnel_replacement=False))
-            .filter(
-                Q(tunnel__maintenance_auto_applied_after__isnull=True)
-                | Q(window_start__lt=F("tunnel__maintenance_auto_applied_after"))
-            )
-        )
 
 
 class ChangeRequest(models.Model):
@@ -415,13 +354,7 @@ class ChangeRequest(models.Model):
             if user == request.requester:
                 raise ValidationError(_("You cannot approve or reject your own request."))
             if request.status != ChangeStatus.PENDING_APPROVAL:
-                raise ValidationError(
-                    _(
-                        "Decisions are only taken while a request waits for approval; "
-                        "this one is %(s)s."
-                    )
-                    % {"s": request.get_status_display()}
-                )
+                raise ValidationError(request.decided_already())
             if decision == Decision.APPROVE and request.window_end <= now:
                 raise ValidationError(_("The window has already closed; this request cannot run."))
             if decision == Decision.APPROVE and ends_after_deadline(
@@ -505,6 +438,28 @@ class ChangeRequest(models.Model):
                 if request.window_start <= now:
                     request.queue_execution(now)
         return request
+
+    def decided_already(self) -> str:
+        """Why a decision comes too late, naming who decided and when (for the approver
+        who lost the race, or whose page was old)."""
+        decisions = [a for a in self.approvals.all() if a.is_current]
+        approvals = [a for a in decisions if a.decision == Decision.APPROVE]
+        rejection = next((a for a in decisions if a.decision == Decision.REJECT), None)
+        if self.status == ChangeStatus.REJECTED and rejection is not None:
+            return _("%(who)s already rejected it, %(when)s; it is now %(status)s.") % {
+                "who": rejection.approver.get_username(),
+                "when": times.local(rejection.at),
+                "status": self.get_status_display(),
+            }
+        if approvals and self.status != ChangeStatus.CANCELLED:
+            return _("%(who)s already approved it, last %(when)s; it is now %(status)s.") % {
+                "who": ", ".join(a.approver.get_username() for a in approvals),
+                "when": times.local(max(a.at for a in approvals)),
+                "status": self.get_status_display(),
+            }
+        return _(
+            "Decisions are only taken while a request waits for approval; this one is %(s)s."
+        ) % {"s": self.get_status_display()}
 
     def cancel(self, *, user: Any, reason: str = "") -> ChangeRequest:
         """Withdraw a request that has not started to run."""

@@ -67,7 +67,11 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
     if kind not in ChangeKind.values:
         raise Http404
     tunnel = get_object_or_404(Tunnel.objects.select_related("connection__account"), pk=tunnel_pk)
-    form = ChangeRequestForm(request.POST or None, kind=kind, tunnel=tunnel)
+    sibling = tunnel.sibling()
+    risks = risks_for(tunnel, kind, sibling=sibling)
+    form = ChangeRequestForm(
+        request.POST or None, kind=kind, tunnel=tunnel, blocker=blocking(risks)
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -91,14 +95,12 @@ def request_new(request: HttpRequest, tunnel_pk: int, kind: str) -> HttpResponse
             )
             return redirect("maintenance:request", change.pk)
 
-    sibling = tunnel.sibling()
     calls = {
         skip: ChangeRequest(kind=kind, tunnel=tunnel, skip_tunnel_replacement=skip).aws_call_name
         for skip in (False, True)
     }
     chosen = form.data.get("skip_tunnel_replacement") if form.is_bound else None
     open_request = ChangeRequest.objects.open().filter(tunnel=tunnel).first()
-    risks = risks_for(tunnel, kind, sibling=sibling)
     return render(
         request,
         "maintenance/request_form.html",
