@@ -375,12 +375,22 @@ def test_picking_a_time_zone_shows_every_time_in_it(rei, requester, frozen):
     response = rei.post(
         reverse("maintenance:preferences"), {"time_zone": "Asia/Tokyo"}, follow=True
     )
-    assert "Time zone saved." in text_of(response)
+    assert "Preferences saved." in text_of(response)
     assert UserProfile.objects.get(user=requester).time_zone == "Asia/Tokyo"
 
     text = text_of(detail(rei, connection))
     assert "2026-11-30 21:00 JST (in 5 days)" in text
     assert "UTC" not in text.replace("Asia/Tokyo", "")
+
+
+def test_emails_can_be_asked_for_in_japanese(rei, requester):
+    page = rei.get(reverse("maintenance:preferences")).content.decode()
+    assert "Language of emails" in page and '<option value="ja">Japanese</option>' in page
+    rei.post(reverse("maintenance:preferences"), {"time_zone": "UTC", "language": "ja"})
+    assert UserProfile.objects.get(user=requester).language == "ja"
+    refused = rei.post(reverse("maintenance:preferences"), {"time_zone": "UTC", "language": "xx"})
+    assert "Select a valid choice" in text_of(refused)
+    assert UserProfile.objects.get(user=requester).language == "ja"
 
 
 def test_an_unknown_time_zone_is_refused(rei, requester):

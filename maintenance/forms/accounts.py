@@ -35,7 +35,8 @@ class PreferencesForm(forms.ModelForm):
 
     class Meta:
         model = UserProfile
-        fields = ["time_zone"]
+        fields = ["time_zone", "language"]
+        labels = {"language": _("Language of emails")}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

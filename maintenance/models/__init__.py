@@ -4,14 +4,16 @@
 - ``inventory``: the mirror of AWS (accounts, connections, tunnels) and the sync runs;
 - ``audit``: the hash-chained, append-only audit log;
 - ``rules``: what a change request must keep, checked at submission;
-- ``changes``: change requests, with their transitions; ``approvals``: the decisions;
+- ``changes``: change requests, with their transitions (their QuerySet in
+  ``change_queries``); ``approvals``: the decisions;
 - ``executions``: the one execution of an approved change, and its steps;
 - ``batches``: lifecycle control for many tunnels at once;
 - ``operations``: preferences, blackouts, calendar feeds, reminders, the worker's heartbeat.
 
 Imports run one way: inventory ← audit ← operations ← rules ← changes ← batches, with
 approvals and executions beside changes (they name the request by its model's name).
-Outside this package models use only leaves: choices, roles, times, enqueue, notifications.
+Outside this package models use only leaves: choices, roles, times, texts, enqueue,
+notifications (tests/test_layout.py checks it).
 """
 
 from .approvals import Approval

@@ -164,6 +164,6 @@ def preferences(request: HttpRequest) -> HttpResponse:
     form = PreferencesForm(request.POST or None, instance=profile)
     if request.method == "POST" and form.is_valid():
         form.save()
-        messages.success(request, _("Time zone saved."))
+        messages.success(request, _("Preferences saved."))
         return redirect("maintenance:preferences")
     return render(request, "maintenance/preferences.html", {"form": form, "now": timezone.now()})

@@ -8,7 +8,6 @@ timer run it: one line on stdout or stderr, exit 0 when the last sweeper run is 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
 
 from maintenance import liveness
 
@@ -22,7 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         try:
             state = liveness.state()
-        except DatabaseError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever stops the read means "unknown"
             raise CommandError(f"worker unknown: the database is unavailable ({exc})") from exc
         if not state.ok:
             raise CommandError(f"worker NOT heard of: {state.reason}")
