@@ -55,14 +55,15 @@ def cluster_env(endpoint: str) -> dict[str, str]:
     return env
 
 
-def start_cluster(endpoint: str) -> subprocess.Popen:
-    """Start qcluster in its own process group; its output goes to LOG."""
+def start_cluster(endpoint: str, **env: str) -> subprocess.Popen:
+    """Start qcluster in its own process group; its output goes to LOG. ``env`` overrides
+    cluster_env's variables (e.g. ``VPNCTL_Q_WORKERS="2"``)."""
     LOG.parent.mkdir(parents=True, exist_ok=True)
     with LOG.open("ab") as log:  # read it when a test that uses the cluster fails
         return subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
-            env=cluster_env(endpoint),
+            env=cluster_env(endpoint) | env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we can kill it and its workers

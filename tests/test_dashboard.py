@@ -32,7 +32,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOME = reverse("maintenance:home")
 LIST_URL = reverse("maintenance:connections")
 # Session, user, profile, permissions (2), the nav's waiting badge, the tunnel figures,
-# the request figures, the latest sync results.
+# the request figures, the latest sync results, the worker's heartbeat (its banner).
 DASHBOARD_MAX_QUERIES = 10
 
 

@@ -100,7 +100,9 @@ def test_https_gets_hsts_and_http_is_redirected_but_not_the_health_check(client,
     assert client.get("/healthz/").status_code == 200
 
 
-@override_settings(SECURE_SSL_REDIRECT=True, SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+@override_settings(
+    SECURE_SSL_REDIRECT=True, SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")
+)
 def test_behind_the_tls_proxy_only_what_reached_it_over_http_is_redirected(client, requester):
     client.force_login(requester)
     home = reverse("maintenance:home")
@@ -125,6 +127,7 @@ except SystemExit as exc:
 SHOW_SECURITY = """
 import json, django
 django.setup()
+from django.conf import settings
 print(json.dumps({name: getattr(settings, name) for name in (
     "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SECURE_HSTS_PRELOAD", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
@@ -244,9 +247,7 @@ def test_the_scan_above_does_find_inline_code():
         '<p style="color: red">',
         '<a onclick="x()">',
     ]
-    assert [
-        s for s in samples if not any(pattern.search(s) for _, pattern in INLINE)
-    ] == []
+    assert [s for s in samples if not any(pattern.search(s) for _, pattern in INLINE)] == []
     assert not any(p.search('<script src="/static/x.js" defer></script>') for _, p in INLINE)
 
 
@@ -254,7 +255,7 @@ def test_scripts_write_no_markup_that_the_policy_would_block():
     for path in sorted((ROOT / "maintenance" / "static").rglob("*.js")):
         source = path.read_text()
         assert "eval(" not in source and "new Function" not in source, path
-        assert "setAttribute(\"style\"" not in source and "cssText" not in source, path
+        assert 'setAttribute("style"' not in source and "cssText" not in source, path
 
 
 @pytest.mark.parametrize("name", ["maintenance/timeline.js", "maintenance/request-live.js"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-GOOD_KEY = "k9V2m-Qx7rT1pL0wZ4sY8nB3cF6hJ5dG2aE9uR7iO1yW3tM"
+GOOD_KEY = "k9V2m-Qx7rT1pL0wZ4sY8nB3cF6hJ5dG2aE9uR7iO1yW3tMqZ8"
 
 SHOW_SETTINGS = """
 import json, django

@@ -139,7 +139,8 @@ def test_form_has_labelled_fields_and_no_preselected_replacement_choice(client, 
     assert len(radios) == 2 and not any("checked" in r for r in radios)
     assert "Apply pending maintenance at the same time" in html
     assert "Skip the replacement, keep it pending" in html
-    assert ">Submit request</button>" in html
+    # The other tunnel is DOWN: a blocker, so the button asks to submit anyway.
+    assert '<button type="submit" class="danger">Submit anyway</button>' in html
 
 
 def test_replace_form_names_its_call_and_has_no_replacement_choice(client, requester, tunnel):
@@ -229,6 +230,7 @@ def test_enable_lifecycle_needs_an_explicit_choice_when_maintenance_is_pending(
         "reason": "take control of the timing",
         "window_start": local(now + timedelta(hours=2)),
         "window_end": local(now + timedelta(hours=3)),
+        "confirm_blocker": "on",  # the other tunnel is DOWN; the requester knows
     }
     response = client.post(form_url(risky, ChangeKind.ENABLE_LIFECYCLE), data)
     assert "Choose whether the pending maintenance is applied" in text(response)
@@ -393,7 +395,9 @@ def test_deciding_twice_shows_why_not(client, approver, second_approver, change,
     url = reverse("maintenance:request_decide", args=[change.pk])
     client.post(url, {"decision": "approve"})
     response = client.post(url, {"decision": "approve"})  # e.g. a second tab
-    assert "Decisions are only taken while a request waits for approval" in text(response)
+    # Who decided, and when: here the approver themself, in the other tab.
+    assert "aiko already approved it, last " in text(response)
+    assert "it is now Approved, waiting for its window." in text(response)
     assert Approval.objects.count() == 1
 
 

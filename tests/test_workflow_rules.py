@@ -243,8 +243,20 @@ def test_decisions_only_while_pending_approval(request_, approver, second_approv
     request_.reject(user=approver, comment="no")
     with pytest.raises(ValidationError) as exc:
         request_.approve(user=second_approver)
-    assert "only taken while a request waits for approval" in messages(exc.value)
+    # The approver who came too late is told who decided, and when.
+    assert "aiko already rejected it, " in messages(exc.value)
+    assert "it is now Rejected." in messages(exc.value)
     assert Approval.objects.count() == 1
+
+
+def test_no_decision_on_a_request_nobody_decided(request_, requester, approver):
+    request_.cancel(user=requester, reason="not needed")
+    with pytest.raises(ValidationError) as exc:
+        request_.approve(user=approver)
+    assert "only taken while a request waits for approval; this one is Cancelled" in messages(
+        exc.value
+    )
+    assert not Approval.objects.exists()
 
 
 def test_changed_fingerprint_voids_earlier_approvals(

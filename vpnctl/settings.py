@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -62,7 +64,8 @@ if not SECRET_KEY:
             "or set VPNCTL_MODE=demo for a throwaway demo."
         )
     SECRET_KEY = _INSECURE_KEY
-elif MODE == "production" and (SECRET_KEY == _INSECURE_KEY or len(SECRET_KEY) < 32):
+elif MODE == "production" and (SECRET_KEY == _INSECURE_KEY or len(SECRET_KEY) < 50):
+    # 50 characters: what Django's own deploy check (security.W009) asks for.
     raise ImproperlyConfigured("SECRET_KEY is too short or a known demo value.")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -77,6 +80,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_q",
+    "csp",
+    "axes",
     "maintenance",
 ]
 if MODE in {"demo", "test"}:
@@ -86,6 +91,8 @@ if MODE in {"demo", "test"}:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "maintenance.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -94,7 +101,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "maintenance.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "maintenance.middleware.SessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a lockout into the locked-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "vpnctl.urls"
@@ -123,7 +133,11 @@ WSGI_APPLICATION = "vpnctl.wsgi.application"
 SQLITE_PATH = Path(env_str("VPNCTL_SQLITE_PATH", str(BASE_DIR / "var" / "vpnctl.sqlite3")))
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Health checks: a connection that died with a database restart is replaced before a
+    # task uses it, instead of failing that task (tests/test_db_faults.py found this).
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+    }
 else:
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -142,6 +156,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 if MODE == "test":
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -149,6 +164,34 @@ if MODE == "test":
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "maintenance:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Signing in (maintenance/signin.py). django-axes refuses a username, and separately an
+# address, after VPNCTL_LOGIN_FAILURE_LIMIT failures within the cool-off, on the site's
+# login and the admin's; every failure and lockout is an audit event. Its backend goes
+# first: it refuses before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("VPNCTL_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("VPNCTL_LOGIN_COOLOFF_MINUTES", 15))
+# Two separate counts, each locking on its own: one per username, one per address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Not reset by a success: otherwise anyone with one working account could clear their
+# address's count by signing in between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+# An attempt during the lockout starts the cool-off again (the locked-out page says so).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_HANDLER = "maintenance.signin.AuditedAxesHandler"
+AXES_CLIENT_IP_CALLABLE = "maintenance.signin.client_ip"
+AXES_LOCKOUT_CALLABLE = "maintenance.views.errors.locked_out"
+# The audit log is the record of sign-ins; axes keeps only what the lockout needs.
+AXES_DISABLE_ACCESS_LOG = True
+
+# Sessions end after VPNCTL_SESSION_IDLE_SECONDS without a request, and in any case
+# VPNCTL_SESSION_MAX_SECONDS after signing in (maintenance.middleware.SessionTimeoutMiddleware).
+SESSION_COOKIE_AGE = env_int("VPNCTL_SESSION_MAX_SECONDS", 12 * 3600)
+SESSION_IDLE_SECONDS = env_int("VPNCTL_SESSION_IDLE_SECONDS", 3600)
 
 # Internationalisation: every string goes through gettext; times are stored in UTC and
 # shown in the user's own time zone (their profile), else VPNCTL_DISPLAY_TIME_ZONE.
@@ -174,12 +217,48 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = MODE != "production"
 
+# HTTPS and the browser's protections. `make demo` serves plain http on 127.0.0.1: secure
+# cookies, the https redirect and HSTS are on in production only. `manage.py check --deploy`
+# in production has nothing to report once SECURE_HSTS_PRELOAD is chosen (tests/test_security.py).
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", MODE == "production")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
-)
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# Behind the proxy too: what it forwarded as https is not redirected, and what reached it
+# over plain http is. /healthz/ answers over http (the container HEALTHCHECK, load balancers).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", MODE == "production")
+SECURE_REDIRECT_EXEMPT = [r"^healthz/"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if MODE == "production" else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading asks browsers to hard-code HTTPS for the whole registered domain, for months:
+# the operator's decision, so off unless set.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sent by maintenance.middleware.PermissionsPolicyMiddleware: vpnctl uses none of these.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+# django-csp: scripts and styles only from vpnctl's own static files, no inline code and
+# no style attributes (tests/test_security.py checks every template). A template that
+# ever needs an inline block gives it nonce="{{ request.csp_nonce }}".
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF, csp_constants.NONCE],
+        "style-src": [csp_constants.SELF, csp_constants.NONCE],
+        "img-src": [csp_constants.SELF],
+        "connect-src": [csp_constants.SELF],
+        "font-src": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.NONE],
+        "form-action": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+    }
+}
+CSRF_FAILURE_VIEW = "maintenance.views.errors.csrf_failure"
 
 # Email: console backend unless an SMTP host is configured.
 EMAIL_HOST = env_str("EMAIL_HOST")
@@ -207,6 +286,8 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
         "boto3": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # django-axes announces itself at INFO in every process; its warnings stay.
+        "axes": {"level": "WARNING"},
     },
 }
 

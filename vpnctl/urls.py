@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from maintenance.views.health import healthz
+from maintenance.views.health import healthz, healthz_worker
 
 urlpatterns = [
     path("", include("maintenance.urls")),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz/", healthz, name="healthz"),
+    path("healthz/worker/", healthz_worker, name="healthz_worker"),
     # set_language: the header's language selector posts here.
     path("i18n/", include("django.conf.urls.i18n")),
 ]

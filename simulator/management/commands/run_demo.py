@@ -8,8 +8,13 @@ Steps, each started as soon as what it needs is there:
    the demo accounts and, where the command exists, the schedules; then sync.
 3. Start the django-q2 worker, wait until the login page answers, and print the address
    and the logins.
-4. On Ctrl-C, SIGTERM or SIGHUP, or when one of the three stops by itself, stop the web
-   server and the worker, then the simulated AWS. A second Ctrl-C kills what is left.
+4. Every 30 s, ask ``manage.py check_worker`` whether the worker still runs tasks, and
+   restart it when it has not been heard of for ``VPNCTL_WORKER_STALE_SECONDS``
+   (django-q2 can stall for good: README, "Running it in production").
+5. On Ctrl-C, SIGTERM or SIGHUP, or when one of the three stops by itself, stop the web
+   server and the worker, then the simulated AWS. From the first signal on, signals only
+   hurry that: make forwards the SIGTERM it gets, so one often comes twice at once, and
+   a copy within a second is ignored; a later one kills what is left.
 
 Every child runs in its own process group, so that a Ctrl-C in the terminal reaches this
 command only and the shutdown happens in order, and so that stopping a child's group also
@@ -39,6 +44,11 @@ from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 LOOPBACK = "127.0.0.1"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# A second signal this soon after the first is its copy (make forwards what it gets).
+SAME_SIGNAL_SECONDS = 1.0
+# How often the demo asks whether the worker still runs tasks.
+WORKER_CHECK_SECONDS = 30.0
 
 
 class Stop(Exception):
@@ -88,7 +98,9 @@ class Service:
     def _copy_output(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            with self._lock:
+            # A closed terminal (SIGHUP) must not stop the copy: the child would block on
+            # a full pipe.
+            with self._lock, contextlib.suppress(OSError, ValueError):
                 self._out.write(f"[{self.name}] {line}")
                 self._out.flush()
 
@@ -150,15 +162,22 @@ class Command(BaseCommand):
         self.services: list[Service] = []
         self.steps: list[Step] = []
         self.hurry = False
+        self.stopping_since: float | None = None
         self.spawning = False
         self.pending_signal: int | None = None
+        py = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        self.worker_probe = [*py, "check_worker"]
+        # A new cluster's first sweeper run comes 30-90 s after it starts.
+        self.worker_grace = float(settings.WORKER_STALE_SECONDS)
+        self.restart_grace = 10.0
+        self.next_worker_check = 0.0
         self.web_url = f"http://{LOOPBACK}:{options['port']}/"
         self.aws_url = f"http://{LOOPBACK}:{options['aws_port']}"
         for port in (options["port"], options["aws_port"]):
             ensure_port_free(port)
         self.env = self.demo_env(Path(options["data_dir"]))
 
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self.on_signal)
         started = time.monotonic()
         exit_code = 0
@@ -172,8 +191,7 @@ class Command(BaseCommand):
             self.say(self.style.ERROR(f"\n{exc}"))
             exit_code = 1
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(signum, self.on_signal_while_stopping)
+            self.stopping()
             self.kill_steps()
             self.stop_all()
         if exit_code:
@@ -232,7 +250,9 @@ class Command(BaseCommand):
         return args
 
     def watch(self) -> None:
-        """Wait for a signal; if a service stops by itself, stop the rest and fail."""
+        """Wait for a signal; if a service stops by itself, stop the rest and fail; restart
+        a worker that has not been heard of."""
+        self.next_worker_check = time.monotonic() + WORKER_CHECK_SECONDS
         while True:
             for service in self.services:
                 if not service.running():
@@ -240,7 +260,39 @@ class Command(BaseCommand):
                         f"The {service.name} process stopped by itself "
                         f"(exit code {service.proc.returncode}); stopping the demo."
                     )
+            if time.monotonic() >= self.next_worker_check:
+                self.check_worker()
+                self.next_worker_check = time.monotonic() + WORKER_CHECK_SECONDS
             time.sleep(0.5)
+
+    def check_worker(self) -> bool:
+        """Restart the worker if ``check_worker`` says it has not been heard of; True if so.
+
+        django-q2 stalls for good when a worker dies at the wrong moment (django-q2 issue
+        23), and a stalled cluster ignores SIGTERM: it gets SIGKILL after ``restart_grace``.
+        """
+        worker = self.service("worker")
+        if time.monotonic() - worker.started < self.worker_grace:
+            return False
+        [probe] = self.start_steps(("check the worker", self.worker_probe, False))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            probe.proc.wait(timeout=60)
+        probe.log.seek(0)
+        said = probe.log.read().strip().splitlines()
+        self.kill_steps()  # the probe, if it still runs, and its output file
+        if probe.proc.returncode == 0:
+            return False
+        why = said[-1] if said else f"check_worker exit code {probe.proc.returncode}"
+        self.say(f"  {why.removeprefix('CommandError: ')}: restarting the worker")
+        worker.terminate()
+        deadline = time.monotonic() + self.restart_grace
+        while worker.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.signal_group(signal.SIGKILL)
+        worker.proc.wait()
+        self.services.remove(worker)
+        self.start_service("worker", list(worker.proc.args))
+        return True
 
     # -- environment ---------------------------------------------------------------------
 
@@ -293,6 +345,7 @@ class Command(BaseCommand):
         finally:
             self.spawning = False
         if self.pending_signal is not None:
+            self.stopping()
             raise Stop(self.pending_signal)
 
     def start_service(self, name: str, args: list[str]) -> Service:
@@ -388,10 +441,22 @@ class Command(BaseCommand):
         if self.spawning:
             self.pending_signal = signum
             return
+        # Before raising: a second signal must not raise again and cut the cleanup short
+        # (that left the services running, once in eleven `make demo` stops).
+        self.stopping()
         raise Stop(signum)
 
+    def stopping(self) -> None:
+        """From now on a signal only hurries the stop (SIGKILL instead of waiting)."""
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self.on_signal_while_stopping)
+
     def on_signal_while_stopping(self, signum: int, frame: object) -> None:
-        self.hurry = True
+        assert self.stopping_since is not None
+        if time.monotonic() - self.stopping_since >= SAME_SIGNAL_SECONDS:
+            self.hurry = True
 
     def stop_all(self) -> None:
         """Web server and worker first (they call the simulator), then the simulator."""
@@ -420,7 +485,8 @@ class Command(BaseCommand):
     # -- output --------------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        with self.lock:
+        # Never fail on a closed terminal (SIGHUP): the stop must go on.
+        with self.lock, contextlib.suppress(OSError, ValueError):
             self.stdout.write(text)
             self.stdout.flush()
 
