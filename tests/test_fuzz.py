@@ -60,7 +60,7 @@ def fuzz(examples: int) -> Any:
         max_examples=examples * 20 if EXPLORE else examples,
         deadline=None,
         derandomize=not EXPLORE,
-        database=None,  # no .hypothesis/ directory in the checkout
+        database=None,  # no example database: a derandomized run has nothing to replay
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         # Shrinking a failure here can take Hypothesis's full five minutes (each example is
         # a request); the suite reports the example as found, and the edge cases below

@@ -17,17 +17,25 @@ from django.utils.translation import gettext_lazy as _
 
 from ..choices import ActorKind, AuditAction
 from ..models import AuditEvent, AwsAccount
-from .changes import LOCAL_FORMAT, LocalDateTimeInput
+from .changes import LOCAL_FORMAT, MAX_ID, LocalDateTimeInput, within_years
 
 _INPUT_FORMATS = [LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
 
 class AuditFilterForm(forms.Form):
     time_from = forms.DateTimeField(
-        label=_("From"), required=False, widget=LocalDateTimeInput(), input_formats=_INPUT_FORMATS
+        label=_("From"),
+        required=False,
+        widget=LocalDateTimeInput(),
+        input_formats=_INPUT_FORMATS,
+        validators=[within_years],
     )
     time_to = forms.DateTimeField(
-        label=_("To"), required=False, widget=LocalDateTimeInput(), input_formats=_INPUT_FORMATS
+        label=_("To"),
+        required=False,
+        widget=LocalDateTimeInput(),
+        input_formats=_INPUT_FORMATS,
+        validators=[within_years],
     )
     actor = forms.CharField(
         label=_("Actor"),
@@ -51,7 +59,9 @@ class AuditFilterForm(forms.Form):
     tunnel = forms.GenericIPAddressField(
         label=_("Tunnel outside IP"), required=False, protocol="IPv4"
     )
-    request = forms.IntegerField(label=_("Request number"), required=False, min_value=1)
+    request = forms.IntegerField(
+        label=_("Request number"), required=False, min_value=1, max_value=MAX_ID
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

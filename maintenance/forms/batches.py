@@ -8,16 +8,32 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Tunnel
-from .changes import SKIP_CHOICES, WindowForm, reason_field
+from .changes import MAX_ID, SKIP_CHOICES, WindowForm, reason_field
+
+
+class TunnelChoiceField(forms.ModelMultipleChoiceField):
+    """Tunnels by id; an id no database column can hold is an invalid choice, not a 500."""
+
+    def _check_values(self, value: Any) -> Any:
+        for pk in value:
+            text = str(pk)
+            if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID):
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                )
+        return super()._check_values(value)
 
 
 class BatchRequestForm(WindowForm):
     """Reason, window and one skip-replacement choice, for every tunnel ticked."""
 
-    tunnels = forms.ModelMultipleChoiceField(
+    tunnels = TunnelChoiceField(
         label=_("Tunnels"),
         queryset=Tunnel.objects.none(),
         widget=forms.CheckboxSelectMultiple,

@@ -21,6 +21,21 @@ from ..choices import ChangeKind, ChangeStatus, Decision
 from ..models import AwsAccount, ChangeRequest
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+# The years a person may type. Far from Python's limits, so that a moment typed in any
+# zone still converts to UTC, and a day later or a minute later still exists.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
+# The largest id a database integer column holds: larger "numbers" name nothing.
+MAX_ID = 2**63 - 1
+
+
+def within_years(value: Any) -> None:
+    """A validator for date and datetime fields: refuse years no change or event has."""
+    if value is not None and not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValidationError(
+            _("Enter a date between the years %(first)d and %(last)d."),
+            code="out_of_range",
+            params={"first": EARLIEST_YEAR, "last": LATEST_YEAR},
+        )
 
 
 class LocalDateTimeInput(forms.DateTimeInput):
@@ -37,6 +52,7 @@ def _local_field(label: Any, required: bool) -> forms.DateTimeField:
         required=required,
         widget=LocalDateTimeInput(),
         input_formats=[LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
+        validators=[within_years],
     )
 
 
@@ -188,11 +204,13 @@ class RequestFilterForm(forms.Form):
         label=_("Window from"),
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        validators=[within_years],
     )
     window_to = forms.DateField(
         label=_("Window to"),
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        validators=[within_years],
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -53,7 +53,9 @@ def _scope(request: HttpRequest) -> tuple[QuerySet[VpnConnection], VpnConnection
     if connection_pk:
         connection = get_object_or_404(
             VpnConnection.objects.select_related("account"),
-            pk=int(connection_pk) if connection_pk.isdigit() else 0,
+            pk=int(connection_pk)
+            if connection_pk.isascii() and connection_pk.isdigit() and len(connection_pk) < 19
+            else 0,
         )
         return VpnConnection.objects.filter(pk=connection.pk), connection
     form = ConnectionFilterForm(request.GET)
