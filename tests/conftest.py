@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
+from django.utils import translation
 
 from maintenance import roles
 
 pytest_plugins = ["tests.aws_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def site_language():
+    """Each test starts in the site's language: a page fetched in Japanese by an earlier
+    test leaves that language active in the thread (LocaleMiddleware never resets it)."""
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
 
 
 def _ensure_roles() -> None:

@@ -22,21 +22,19 @@ from .changes import LOCAL_FORMAT, MAX_ID, LocalDateTimeInput, within_years
 _INPUT_FORMATS = [LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
 
+def _moment(label: Any) -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        required=False,
+        widget=LocalDateTimeInput(),
+        input_formats=_INPUT_FORMATS,
+        validators=[within_years],
+    )
+
+
 class AuditFilterForm(forms.Form):
-    time_from = forms.DateTimeField(
-        label=_("From"),
-        required=False,
-        widget=LocalDateTimeInput(),
-        input_formats=_INPUT_FORMATS,
-        validators=[within_years],
-    )
-    time_to = forms.DateTimeField(
-        label=_("To"),
-        required=False,
-        widget=LocalDateTimeInput(),
-        input_formats=_INPUT_FORMATS,
-        validators=[within_years],
-    )
+    time_from = _moment(_("From"))
+    time_to = _moment(_("To"))
     actor = forms.CharField(
         label=_("Actor"),
         required=False,
