@@ -442,7 +442,7 @@ class ChangeRequest(models.Model):
     def decided_already(self) -> str:
         """Why a decision comes too late, naming who decided and when (for the approver
         who lost the race, or whose page was old)."""
-        decisions = [a for a in self.approvals.all() if a.is_current]
+        decisions = [a for a in self.approvals.select_related("approver") if a.is_current]
         approvals = [a for a in decisions if a.decision == Decision.APPROVE]
         rejection = next((a for a in decisions if a.decision == Decision.REJECT), None)
         if self.status == ChangeStatus.REJECTED and rejection is not None:
