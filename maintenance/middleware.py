@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import zoneinfo
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,6 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from . import times
+
 
 class UserTimeZoneMiddleware:
     """Show every time in the user's own time zone (stored times stay UTC)."""
@@ -22,16 +23,10 @@ class UserTimeZoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        name = settings.DISPLAY_TIME_ZONE
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            profile = getattr(user, "vpnctl_profile", None)
-            if profile is not None and profile.time_zone:
-                name = profile.time_zone
-        try:
-            timezone.activate(zoneinfo.ZoneInfo(name))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            timezone.activate(zoneinfo.ZoneInfo("UTC"))
+        timezone.activate(
+            times.zone_of(user if user is not None and user.is_authenticated else None)
+        )
         try:
             return self.get_response(request)
         finally:

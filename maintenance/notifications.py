@@ -8,7 +8,6 @@ backend. It takes the request itself and imports no model of vpnctl's.
 from __future__ import annotations
 
 import logging
-import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.exceptions import ObjectDoesNotExist
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -24,6 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from . import times
 from .choices import ChangeStatus, Notice
 
 log = logging.getLogger(__name__)
@@ -39,17 +38,9 @@ TEMPLATES = {
 @contextmanager
 def in_words_of(user: Any) -> Iterator[None]:
     """Write for this person: their language (else the site's) and their time zone."""
-    try:
-        profile = user.vpnctl_profile
-    except ObjectDoesNotExist:
-        profile = None
-    language = (profile.language if profile else "") or settings.LANGUAGE_CODE
-    zone_name = (profile.time_zone if profile else "") or settings.DISPLAY_TIME_ZONE
-    try:
-        zone = zoneinfo.ZoneInfo(zone_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = zoneinfo.ZoneInfo("UTC")
-    with translation.override(language), timezone.override(zone):
+    profile = getattr(user, "vpnctl_profile", None)
+    language = (profile.language if profile is not None else "") or settings.LANGUAGE_CODE
+    with translation.override(language), timezone.override(times.zone_of(user)):
         yield
 
 

@@ -13,8 +13,11 @@ server's default zone), always with the zone named, the same way everywhere:
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -23,6 +26,17 @@ NOTHING = "—"
 
 def _aware(value: datetime) -> datetime:
     return timezone.make_aware(value, UTC) if timezone.is_naive(value) else value
+
+
+def zone_of(user: Any) -> zoneinfo.ZoneInfo:
+    """The zone a person reads times in: their profile's, else the site's display zone
+    (UTC when either names no zone)."""
+    profile = getattr(user, "vpnctl_profile", None) if user is not None else None
+    name = (profile.time_zone if profile is not None else "") or settings.DISPLAY_TIME_ZONE
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
 
 
 def zone_name(value: datetime) -> str:
