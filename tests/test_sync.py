@@ -174,9 +174,19 @@ def _sync_queries_with_every_tunnel_changed(simulator, n: int) -> tuple[int, int
     """Queries of a sync of n connections where every tunnel changed, and of an idle one."""
     ids = [simulator.create_connection(region=TOKYO) for _ in range(n)]
     sync.run_sync(account_name="default", region=TOKYO)
+    # One moment for every tunnel's status change: AWS reports whole seconds, and a change
+    # made within the second the tunnel was created would leave that field unchanged for
+    # some tunnels only, making a second group of UPDATEs.
+    went_down = timezone.now().replace(microsecond=0) + timedelta(minutes=5)
     for connection_id in ids:
         for ip in simulator.tunnel_ips(connection_id):
-            simulator.set_tunnel(connection_id, ip, status="DOWN", lifecycle_control=False)
+            simulator.set_tunnel(
+                connection_id,
+                ip,
+                status="DOWN",
+                lifecycle_control=False,
+                last_status_change=went_down,
+            )
     with CaptureQueriesContext(db) as changed:
         sync.run_sync(account_name="default", region=TOKYO)
     assert Tunnel.objects.filter(status=TunnelStatus.DOWN).count() == 2 * n
