@@ -42,20 +42,11 @@ class Text:
     def as_data(self) -> dict[str, Any]:
         return {"msgid": self.msgid, "params": {k: _data(v) for k, v in self.params.items()}}
 
-    def english(self) -> str:
-        return english(self)
-
     def __str__(self) -> str:
         return render(self.as_data())
 
     def __repr__(self) -> str:
         return f"Text({self.msgid!r}, {self.params!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Text) and self.as_data() == other.as_data()
-
-    def __hash__(self) -> int:
-        return hash(self.msgid)
 
 
 def _data(value: Any) -> Any:

@@ -31,6 +31,7 @@ from .. import times
 from ..forms.audit import AuditFilterForm
 from ..models import AuditEvent, ChangeRequest, Execution, Tunnel, canonical_json
 from ..texts import render as render_text
+from .helpers import IKE_ROWS, SNAPSHOT_ROWS
 
 EVENTS_PER_PAGE = 50
 # verify_chain() costs about 60 us an event on a small server (bench/export.py prints
@@ -92,13 +93,6 @@ DETAIL_LABELS: dict[str, Any] = {
     "fingerprint": gettext_lazy("Fingerprint"),
     "batch": gettext_lazy("Batch"),
     "outcome": gettext_lazy("Outcome"),
-    "connection_state": gettext_lazy("Connection state"),
-    "status": gettext_lazy("Tunnel status"),
-    "status_message": gettext_lazy("Status message"),
-    "lifecycle_control": gettext_lazy("Lifecycle control"),
-    "pending_maintenance": gettext_lazy("Pending maintenance"),
-    "maintenance_auto_applied_after": gettext_lazy("AWS applies it itself after"),
-    "last_maintenance_applied": gettext_lazy("Last maintenance applied"),
     "previous": gettext_lazy("Before"),
     "applied": gettext_lazy("Applied"),
     "previous_deadline": gettext_lazy("Deadline before"),
@@ -117,6 +111,9 @@ DETAIL_LABELS: dict[str, Any] = {
     "skip_tunnel_replacement": gettext_lazy("Skip tunnel replacement"),
     "username": gettext_lazy("Username"),
     "ip": gettext_lazy("Address"),
+    # A tunnel's snapshot, labelled as the request page labels it.
+    **dict(SNAPSHOT_ROWS),
+    **dict(IKE_ROWS),
 }
 _FIELD_LABELS = {
     field.name: field.verbose_name

@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -36,7 +35,14 @@ from ..forms.changes import (
 from ..models import Approval, ChangeRequest, Execution, Tunnel
 from ..risks import blocking, risks_for
 from ..texts import render as render_text
-from .helpers import add_model_errors, paginate, require_perm, tunnel_number
+from .helpers import (
+    IKE_ROWS,
+    SNAPSHOT_ROWS,
+    add_model_errors,
+    paginate,
+    require_perm,
+    tunnel_number,
+)
 
 REQUESTS_PER_PAGE = 25
 SWEEP_SECONDS = 60  # maintenance/schedules.py: the sweeper runs every minute
@@ -209,29 +215,6 @@ def _timeline(change: ChangeRequest, execution: Execution | None) -> list[Timeli
     for entry in entries:
         entry.at_text = times.local(entry.at, seconds=True)
     return entries
-
-
-# What the before/after snapshot holds (tasks._snapshot), in the order a reader wants it.
-SNAPSHOT_ROWS = [
-    ("status", gettext_lazy("Tunnel status")),
-    ("status_message", gettext_lazy("Status message")),
-    ("connection_state", gettext_lazy("Connection state")),
-    ("lifecycle_control", gettext_lazy("Lifecycle control")),
-    ("pending_maintenance", gettext_lazy("Pending maintenance")),
-    ("maintenance_auto_applied_after", gettext_lazy("AWS applies it itself after")),
-    ("last_maintenance_applied", gettext_lazy("Last maintenance applied")),
-]
-IKE_ROWS = [
-    ("provisioning_status", gettext_lazy("Provisioning status")),
-    ("provisioning_status_reason", gettext_lazy("Provisioning status reason")),
-    ("ike_version", gettext_lazy("IKE version")),
-    ("phase1_encryption", gettext_lazy("Phase 1 encryption")),
-    ("phase1_integrity", gettext_lazy("Phase 1 integrity")),
-    ("phase1_dh_group", gettext_lazy("Phase 1 DH group")),
-    ("phase2_encryption", gettext_lazy("Phase 2 encryption")),
-    ("phase2_integrity", gettext_lazy("Phase 2 integrity")),
-    ("phase2_dh_group", gettext_lazy("Phase 2 DH group")),
-]
 
 
 def _snapshot_value(value: Any) -> Any:

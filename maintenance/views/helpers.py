@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Page, Paginator
 from django.forms import Form
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy
 
 from ..models import Tunnel, ip_order
 
@@ -37,3 +38,26 @@ def tunnel_number(tunnel: Tunnel, sibling: Tunnel | None) -> int:
     if sibling is None:
         return 1
     return 1 if ip_order(tunnel.outside_ip) <= ip_order(sibling.outside_ip) else 2
+
+
+# What the before/after snapshot holds (tasks._snapshot), in the order a reader wants it.
+SNAPSHOT_ROWS = [
+    ("status", gettext_lazy("Tunnel status")),
+    ("status_message", gettext_lazy("Status message")),
+    ("connection_state", gettext_lazy("Connection state")),
+    ("lifecycle_control", gettext_lazy("Lifecycle control")),
+    ("pending_maintenance", gettext_lazy("Pending maintenance")),
+    ("maintenance_auto_applied_after", gettext_lazy("AWS applies it itself after")),
+    ("last_maintenance_applied", gettext_lazy("Last maintenance applied")),
+]
+IKE_ROWS = [
+    ("provisioning_status", gettext_lazy("Provisioning status")),
+    ("provisioning_status_reason", gettext_lazy("Provisioning status reason")),
+    ("ike_version", gettext_lazy("IKE version")),
+    ("phase1_encryption", gettext_lazy("Phase 1 encryption")),
+    ("phase1_integrity", gettext_lazy("Phase 1 integrity")),
+    ("phase1_dh_group", gettext_lazy("Phase 1 DH group")),
+    ("phase2_encryption", gettext_lazy("Phase 2 encryption")),
+    ("phase2_integrity", gettext_lazy("Phase 2 integrity")),
+    ("phase2_dh_group", gettext_lazy("Phase 2 DH group")),
+]
