@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, QuerySet
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from icalendar import Calendar, Event
@@ -158,28 +159,64 @@ def blackout_event(blackout: BlackoutPeriod) -> CalendarEvent:
     )
 
 
-def windows(start: datetime, end: datetime, statuses: Any = SCHEDULED) -> list[CalendarEvent]:
-    """Change windows overlapping [start, end), one query."""
-    qs = (
-        ChangeRequest.objects.filter(status__in=list(statuses))
-        .overlapping(start, end)
-        .select_related("tunnel__connection__account", "requester")
-        .order_by("window_start", "pk")
+def window_changes(start: datetime, end: datetime, statuses: Any = SCHEDULED) -> QuerySet:
+    """The changes whose window overlaps [start, end), in the given statuses."""
+    return ChangeRequest.objects.filter(status__in=list(statuses)).overlapping(start, end)
+
+
+def deadline_tunnels(start: datetime, end: datetime) -> QuerySet:
+    """Live tunnels with pending maintenance whose deadline falls in [start, end)."""
+    return (
+        Tunnel.objects.live()
+        .pending()
+        .filter(maintenance_auto_applied_after__gte=start, maintenance_auto_applied_after__lt=end)
+    )
+
+
+def windows(
+    start: datetime,
+    end: datetime,
+    statuses: Any = SCHEDULED,
+    connections: list[int] | None = None,
+) -> list[CalendarEvent]:
+    """Change windows overlapping [start, end) (of some connections only), one query."""
+    qs = window_changes(start, end, statuses)
+    if connections is not None:
+        qs = qs.filter(tunnel__connection__in=connections)
+    qs = qs.select_related("tunnel__connection__account", "requester").order_by(
+        "window_start", "pk"
     )
     return [window_event(change) for change in qs]
 
 
-def deadlines(start: datetime, end: datetime) -> list[CalendarEvent]:
-    """Pending maintenance whose deadline falls in [start, end), one query."""
+def deadlines(
+    start: datetime, end: datetime, connections: list[int] | None = None
+) -> list[CalendarEvent]:
+    """Pending maintenance whose deadline falls in [start, end) (of some connections), one query."""
+    qs = deadline_tunnels(start, end)
+    if connections is not None:
+        qs = qs.filter(connection__in=connections)
     qs = (
-        Tunnel.objects.live()
-        .pending()
-        .filter(maintenance_auto_applied_after__gte=start, maintenance_auto_applied_after__lt=end)
-        .annotate(planned=planned_before_deadline())
+        qs.annotate(planned=planned_before_deadline())
         .select_related("connection__account")
         .order_by("maintenance_auto_applied_after", "pk")
     )
     return [deadline_event(tunnel) for tunnel in qs]
+
+
+def connections_with_events(start: datetime, end: datetime, statuses: Any = SCHEDULED) -> QuerySet:
+    """The connections that have a window or a deadline in [start, end), by account and name.
+
+    Exactly the connections whose events windows() and deadlines() return for the period.
+    """
+    return (
+        VpnConnection.objects.filter(
+            Exists(window_changes(start, end, statuses).filter(tunnel__connection=OuterRef("pk")))
+            | Exists(deadline_tunnels(start, end).filter(connection=OuterRef("pk")))
+        )
+        .select_related("account")
+        .order_by("account__name", "region", "vpn_connection_id")
+    )
 
 
 def blackouts(start: datetime, end: datetime, account_id: int | None = None) -> list[Any]:

@@ -25,6 +25,7 @@ from maintenance.models import (
     UserProfile,
     VpnConnection,
 )
+from maintenance.views.calendar import ROWS_PER_PAGE
 from tests.factories import make_account, make_connection, pending
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -308,8 +309,23 @@ def test_timeline_query_count_is_constant(client, requester, size, django_assert
     with django_assert_max_num_queries(10):
         response = client.get(reverse("maintenance:timeline"))
     assert response.status_code == 200
-    assert response.content.decode().count('class="tl-mark tl-deadline"') == size
-    assert response.content.decode().count('class="tl-bar tl-window"') == size
+    html = response.content.decode()
+    shown = min(size, ROWS_PER_PAGE)  # a page of connections, each with its window and deadline
+    assert html.count('class="tl-mark tl-deadline"') == shown
+    assert html.count('class="tl-bar tl-window"') == shown
+    assert f"in the period are shown: {size} connections." in text(response)
+
+
+def test_timeline_pages_through_the_fleet(client, requester):
+    bulk_connections(ROWS_PER_PAGE + 5)
+    client.force_login(requester)
+    first = client.get(reverse("maintenance:timeline")).content.decode()
+    assert "Page 1 of 2" in first and 'href="?page=2" rel="next"' in first
+    last = client.get(reverse("maintenance:timeline"), {"page": 2}).content.decode()
+    assert last.count('class="tl-mark tl-deadline"') == 5
+    # Every connection is on exactly one page.
+    ids = re.findall(r'class="mono">(vpn-[0-9a-z]+)</a>', first + last)
+    assert len(ids) == len(set(ids)) == ROWS_PER_PAGE + 5
 
 
 def test_timeline_day_labels_follow_the_zone(client, requester):

@@ -18,7 +18,6 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -205,17 +204,77 @@ def _verification(total: int) -> dict[str, Any]:
     }
 
 
+# The page's position in the log: "?before=SEQ" (older than that event), "?after=SEQ"
+# (newer), "?oldest=1" (the first events); none is the newest events.
+CURSOR_PARAMS = ("before", "after", "oldest", "page")
+
+
+@dataclass
+class EventsPage:
+    """A page of events found by their position in the chain (keyset), not by OFFSET.
+
+    A deep page costs what the first does: an index range from the cursor, LIMIT 51.
+    ``newer`` / ``older`` are the cursors of the neighbouring pages, None at either end.
+    """
+
+    events: list[AuditEvent]
+    count: int
+    newer: int | None
+    older: int | None
+
+    @property
+    def has_other_pages(self) -> bool:
+        return self.newer is not None or self.older is not None
+
+    @property
+    def oldest_seq(self) -> int | None:
+        return self.events[-1].seq if self.events else None
+
+
+def _cursor(request: HttpRequest, name: str) -> int | None:
+    """A cursor from the query string; a malformed one is ignored (the newest page), as
+    Django's ``Paginator.get_page`` treats a bad ``?page=``: links, not people, write it."""
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def _events_page(request: HttpRequest, qs: QuerySet[AuditEvent]) -> EventsPage:
+    """The events the page's cursor points at, newest first; one query plus the count."""
+    before, after = _cursor(request, "before"), _cursor(request, "after")
+    size = EVENTS_PER_PAGE
+    if after is not None or request.GET.get("oldest"):
+        # Read upwards from the cursor (or the start), then show them newest first.
+        upwards = qs.filter(seq__gt=after or 0).order_by("seq")[: size + 1]
+        rows = list(upwards)
+        more_newer = len(rows) > size
+        rows = rows[:size][::-1]
+        more_older = after is not None and rows and qs.filter(seq__lte=after).exists()
+    else:
+        downwards = qs.filter(seq__lt=before) if before is not None else qs
+        rows = list(downwards.order_by("-seq")[: size + 1])
+        more_older = len(rows) > size
+        rows = rows[:size]
+        more_newer = before is not None and rows and qs.filter(seq__gte=before).exists()
+    return EventsPage(
+        events=rows,
+        count=qs.count(),
+        newer=rows[0].seq if rows and more_newer else None,
+        older=rows[-1].seq if rows and more_older else None,
+    )
+
+
 @login_required
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     """Every audit event, newest first, filtered, 50 a page, with the chain's state."""
     _require_audit_perm(request)
     form, qs = _filtered(request)
-    qs = qs.select_related("account", "connection", "tunnel", "change_request").order_by("-seq")
-    page = Paginator(qs, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
-    events = [(event, detail_rows(event.details)) for event in page.object_list]
+    qs = qs.select_related("account", "connection", "tunnel", "change_request")
+    page = _events_page(request, qs)
+    events = [(event, detail_rows(event.details)) for event in page.events]
     query = request.GET.copy()
-    query.pop("page", None)
+    for name in CURSOR_PARAMS:
+        query.pop(name, None)
     # "?actor=" (the form submitted with every field empty) is not a filter.
     filtered = any(query.dict().values())
     return render(
@@ -223,7 +282,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "maintenance/audit_log.html",
         {
             "form": form,
-            "page_obj": page,
+            "page": page,
             "events": events,
             "filtered": filtered,
             "export_query": query.urlencode(),
@@ -231,7 +290,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "exportable": not (form.is_bound and form.errors),
             # Filters do not change the chain: verify on the unfiltered log only, where the
             # page's count is the log's size (and the page stays within its query budget).
-            "verification": None if filtered else _verification(page.paginator.count),
+            "verification": None if filtered else _verification(page.count),
         },
     )
 

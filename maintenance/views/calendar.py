@@ -19,9 +19,11 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import calendar
 from ..choices import ChangeStatus
 from ..models import CalendarFeed, VpnConnection
-from .helpers import require_perm
+from .helpers import paginate, require_perm
 
 TIMELINE_DAYS = 30
+# Connections a timeline page shows: a screenful or two, never the whole fleet.
+ROWS_PER_PAGE = 50
 VIEW_PERM = "maintenance.view_changerequest"
 
 
@@ -138,20 +140,16 @@ def timeline(request: HttpRequest) -> HttpResponse:
         right = (min(event.end, end) - start).total_seconds() / total * 100
         return Bar(event=event, left=_percent(left), width=_percent(right - left))
 
-    events = calendar.windows(
-        start, end, statuses=(ChangeStatus.PENDING_APPROVAL, *calendar.SCHEDULED)
-    ) + calendar.deadlines(start, end)
-    rows: dict[int, Row] = {}
-    for event in events:
-        connection = event.connection
-        row = rows.get(connection.pk)
-        if row is None:
-            row = rows[connection.pk] = Row(label=str(connection), connection=connection)
-        row.bars.append(bar(event))
-    ordered = sorted(
-        rows.values(),
-        key=lambda r: (r.connection.account.name, r.connection.region, r.label),
+    # A page of connections (the ones with anything in the period), then their events only.
+    statuses = (ChangeStatus.PENDING_APPROVAL, *calendar.SCHEDULED)
+    page = paginate(request, calendar.connections_with_events(start, end, statuses), ROWS_PER_PAGE)
+    rows = {c.pk: Row(label=str(c), connection=c) for c in page.object_list}
+    events = calendar.windows(start, end, statuses, connections=list(rows)) + calendar.deadlines(
+        start, end, connections=list(rows)
     )
+    for event in events:
+        rows[event.connection.pk].bars.append(bar(event))
+    ordered = list(rows.values())
     blackout_bars = [bar(calendar.blackout_event(b)) for b in calendar.blackouts(start, end)]
 
     days = []
@@ -170,6 +168,7 @@ def timeline(request: HttpRequest) -> HttpResponse:
         "maintenance/timeline.html",
         {
             "rows": ordered,
+            "page_obj": page,
             "blackout_bars": blackout_bars,
             "days": days,
             "day_width": round(100 / TIMELINE_DAYS, 3),
