@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import audit, batches, calendar, changes, dashboard, history, inventory
+from .views import audit, batches, calendar, changes, dashboard, history, inventory, refresh
 
 app_name = "maintenance"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("tunnels/<int:pk>/history/", history.tunnel_history, name="tunnel_history"),
     path("sync/", inventory.sync_runs, name="sync_runs"),
     path("sync/now/", inventory.sync_now, name="sync_now"),
+    path("sync/<int:pk>/", inventory.sync_run_detail, name="sync_run"),
     path("preferences/", inventory.preferences, name="preferences"),
     # Change workflow: add below.
     path(
@@ -33,6 +34,7 @@ urlpatterns = [
     path("requests/<int:pk>/timeline/", changes.request_timeline, name="request_timeline"),
     path("requests/<int:pk>/decide/", changes.request_decide, name="request_decide"),
     path("requests/<int:pk>/cancel/", changes.request_cancel, name="request_cancel"),
+    path("requests/<int:pk>/refresh/", refresh.request_refresh, name="request_refresh"),
     path(
         "requests/<int:pk>/reschedule/",
         changes.request_reschedule,

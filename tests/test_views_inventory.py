@@ -27,7 +27,7 @@ LIST_URL = reverse("maintenance:connections")
 # Session, user, profile (time zone middleware), the user's permissions (2), the region and
 # account choices of the filters, the count, the page, its tunnels. More is a query per row.
 LIST_MAX_QUERIES = 10
-SYNC_RUNS_MAX_QUERIES = 8
+SYNC_RUNS_MAX_QUERIES = 9
 
 
 @pytest.fixture
@@ -450,6 +450,35 @@ def test_sync_runs_show_what_each_account_and_region_found(rei, admin_user, db):
     assert "by sync now button, requested by admin" in text
     assert "second eu-west-1 12 24 3 5 1 31 vpn-0abc — no tunnel options" in text
     assert "second ap-northeast-1 0 0 0 0 0 0 failed AuthFailure: AssumeRole was refused" in text
+
+
+def test_sync_runs_list_the_troubled_scopes_and_each_run_page_lists_all(rei, db):
+    account = make_account()
+    run = SyncRun.objects.create(status=SyncStatus.PARTIAL, finished_at=timezone.now())
+    for i, region in enumerate(["ap-northeast-1", "eu-west-1", "us-east-1"]):
+        SyncResult.objects.create(
+            run=run,
+            account=account,
+            region=region,
+            connections=10 + i,
+            tunnels=20 + 2 * i,
+            api_calls=30,
+            errors=["vpn-0bad: no tunnel options"] if region == "eu-west-1" else [],
+        )
+    text = text_of(rei.get(reverse("maintenance:sync_runs")))
+    assert (
+        "3 accounts and regions read: 33 connections, 66 tunnels; 0 created, 0 changed, 0 gone;"
+        " 90 AWS calls." in text
+    )
+    assert "eu-west-1" in text and "vpn-0bad: no tunnel options" in text
+    assert "ap-northeast-1" not in text and "us-east-1" not in text  # read cleanly
+    detail = rei.get(reverse("maintenance:sync_run", args=[run.pk]))
+    assert detail.status_code == 200
+    every = text_of(detail)
+    assert f"Sync #{run.pk}" in every
+    for region in ("ap-northeast-1", "eu-west-1", "us-east-1"):
+        assert f"default {region}" in every
+    assert rei.get(reverse("maintenance:sync_run", args=[run.pk + 99])).status_code == 404
 
 
 def test_sync_runs_query_count_does_not_grow(rei, db, django_assert_max_num_queries):

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -122,15 +122,41 @@ def _request_figures(user: Any, start: datetime, end: datetime) -> dict[str, int
     return result
 
 
-def _latest_sync_results() -> QuerySet[SyncResult]:
-    """The newest result of every enabled account and region, in one query."""
+@dataclass
+class SyncHealth:
+    """The newest result of every enabled account and region, summed up for the dashboard.
+
+    A big estate has hundreds of scopes: the dashboard counts them and lists only those
+    to look at (could not be read, read with errors, still running).
+    """
+
+    total: int
+    failed: int
+    with_errors: int
+    running: int
+    oldest_read: datetime | None
+    troubled: list[SyncResult]
+
+
+def _sync_health() -> SyncHealth:
+    """One query: the newest result per account and region, its light columns only."""
     latest = (
         SyncResult.objects.values("account", "region").annotate(newest=Max("pk")).values("newest")
     )
-    return (
+    results = list(
         SyncResult.objects.filter(pk__in=latest, account__enabled=True)
-        .select_related("account", "run")
+        .select_related("account")
+        .only("account__name", "region", "finished_at", "failed", "errors", "run_id")
         .order_by("account__name", "region")
+    )
+    finished = [r.finished_at for r in results if r.finished_at and not r.failed]
+    return SyncHealth(
+        total=len(results),
+        failed=sum(r.failed for r in results),
+        with_errors=sum(bool(r.errors) and not r.failed for r in results),
+        running=sum(r.finished_at is None for r in results),
+        oldest_read=min(finished, default=None),
+        troubled=[r for r in results if r.failed or r.errors or r.finished_at is None],
     )
 
 
@@ -184,8 +210,6 @@ def home(request: HttpRequest) -> HttpResponse:
             "r": _request_figures(request.user, start, end) if can_see_requests else None,
             "upcoming_days": UPCOMING_DAYS,
             "aws_applied_days": AWS_APPLIED_DAYS,
-            "sync_results": list(_latest_sync_results())
-            if request.user.has_perm("maintenance.view_syncrun")
-            else None,
+            "sync": _sync_health() if request.user.has_perm("maintenance.view_syncrun") else None,
         },
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -123,25 +124,60 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+# A scope "to look at": AWS could not be read there, or answered with errors.
+TROUBLED = Q(failed=True) | ~Q(errors=[])
+SYNC_TOTALS = ("connections", "tunnels", "created", "changed", "gone", "api_calls")
+
+
 @login_required
 def sync_runs(request: HttpRequest) -> HttpResponse:
-    """The sync runs, newest first, each with what it found per account and region."""
+    """The sync runs, newest first: each one's totals, and the accounts and regions in trouble.
+
+    A run reads every account and region, hundreds in a big estate; the page lists only
+    those that failed or had errors, and each run's own page lists them all.
+    """
     require_perm(request, "maintenance.view_syncrun")
-    qs = SyncRun.objects.select_related("requested_by").prefetch_related(
-        Prefetch(
-            "results",
-            queryset=SyncResult.objects.select_related("account").order_by(
-                "account__name", "region"
-            ),
+    runs = SyncRun.objects.select_related("requested_by").order_by("-started_at", "-pk")
+    page = paginate(request, runs, SYNC_RUNS_PER_PAGE)
+    # The totals of this page's runs only, in one grouped query (summed over every run
+    # before paging, it read each run's results: 0.23 s at 5,000 connections).
+    totals = {
+        row.pop("run"): row
+        for row in SyncResult.objects.filter(run__in=page.object_list)
+        .values("run")
+        .annotate(
+            scopes=Count("pk"),
+            **{name: Sum(name) for name in SYNC_TOTALS},
         )
-    )
+        .order_by()
+    }
+    troubled = defaultdict(list)
+    for result in (
+        SyncResult.objects.filter(TROUBLED, run__in=page.object_list)
+        .select_related("account")
+        .order_by("account__name", "region")
+    ):
+        troubled[result.run_id].append(result)
+    for run in page.object_list:
+        run.totals = totals.get(run.pk, {"scopes": 0})
+        run.troubled_results = troubled[run.pk]
     return render(
         request,
         "maintenance/syncrun_list.html",
-        {
-            "page_obj": paginate(request, qs.order_by("-started_at", "-pk"), SYNC_RUNS_PER_PAGE),
-            "can_sync": request.user.has_perm("maintenance.manage_changes"),
-        },
+        {"page_obj": page, "can_sync": request.user.has_perm("maintenance.manage_changes")},
+    )
+
+
+@login_required
+def sync_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One sync run: what it found in every account and region it read."""
+    require_perm(request, "maintenance.view_syncrun")
+    run = get_object_or_404(SyncRun.objects.select_related("requested_by"), pk=pk)
+    results = SyncResult.objects.filter(run=run).select_related("account")
+    return render(
+        request,
+        "maintenance/syncrun_detail.html",
+        {"run": run, "results": list(results.order_by("account__name", "region"))},
     )
 
 
