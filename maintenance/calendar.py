@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from icalendar import Calendar, Event
@@ -197,7 +197,7 @@ def deadlines(
     if connections is not None:
         qs = qs.filter(connection__in=connections)
     qs = (
-        qs.annotate(planned=planned_before_deadline())
+        qs.annotate(planned=ExpressionWrapper(planned_before_deadline(), BooleanField()))
         .select_related("connection__account")
         .order_by("maintenance_auto_applied_after", "pk")
     )

@@ -97,6 +97,7 @@ class AuditAction(models.TextChoices):
     CONNECTION_RETURNED = "connection.returned", _("connection back in AWS")
     MAINTENANCE_APPLIED_BY_AWS = "maintenance.applied_by_aws", _("maintenance applied by AWS")
     SYNC_FAILED = "sync.failed", _("sync of an account and region failed")
+    CONNECTION_REFRESH_REQUESTED = "connection.refresh_asked", _("fresh read from AWS asked for")
     # The change workflow.
     REQUEST_SUBMITTED = "request.submitted", _("change requested")
     REQUEST_RESCHEDULED = "request.rescheduled", _("change window changed")

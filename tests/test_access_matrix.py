@@ -141,6 +141,7 @@ TABLE: dict[str, Row] = {
     "maintenance:connection_history": Row(lambda w: [w.connection.pk], get=VIEWERS, post=VIEWERS),
     "maintenance:tunnel_history": Row(lambda w: [w.tunnel.pk], get=VIEWERS, post=VIEWERS),
     "maintenance:sync_runs": Row(no_args, get=VIEWERS, post=VIEWERS),
+    "maintenance:sync_run": Row(lambda w: [w.sync_run.pk], get=VIEWERS, post=VIEWERS),
     "maintenance:sync_now": Row(
         no_args, get=POST_ONLY, post=(LOGIN, 403, 403, 403, SYNC_RUNS, 403)
     ),
@@ -173,6 +174,11 @@ TABLE: dict[str, Row] = {
         get=POST_ONLY,
         post=(LOGIN, 403, REQUEST, 403, REQUEST, 403),  # its requester, or an admin
         data=lambda w: {"cancel_reason": "not needed after all"},
+    ),
+    "maintenance:request_refresh": Row(
+        lambda w: [w.change.pk],
+        get=POST_ONLY,
+        post=(LOGIN, 403, 403, REQUEST, 403, 403),  # approvers: one read of the connection
     ),
     "maintenance:request_reschedule": Row(
         lambda w: [w.change.pk],
@@ -261,6 +267,14 @@ class World:
             "window_start": self._local(start),
             "window_end": self._local(start + timedelta(hours=1)),
         }
+
+    @cached_property
+    def sync_run(self):
+        from maintenance.models import SyncResult, SyncRun
+
+        run = SyncRun.objects.create(finished_at=timezone.now())
+        SyncResult.objects.create(run=run, account=self.connection.account, region="ap-northeast-1")
+        return run
 
     @cached_property
     def connection(self):

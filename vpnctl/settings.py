@@ -8,9 +8,11 @@ real ``SECRET_KEY``. ``make demo`` sets ``demo``; the test suite runs as ``test`
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import dj_database_url
 from csp import constants as csp_constants
@@ -171,7 +173,8 @@ LOGOUT_REDIRECT_URL = "login"
 # first: it refuses before the password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, reading a user's permissions in one query, not two.
+    "maintenance.permissions.ModelBackendOneQuery",
 ]
 AXES_FAILURE_LIMIT = env_int("VPNCTL_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("VPNCTL_LOGIN_COOLOFF_MINUTES", 15))
@@ -291,11 +294,61 @@ LOGGING = {
     },
 }
 
-# django-q2: at-least-once delivery. `retry` stays far above `timeout` so a slow task is
-# never handed out a second time while it still runs (shared/NOTES.md).
+
+def checked_redis_url(name: str, url: str) -> str:
+    """``url`` ("" when unset), refused in words when redis-py could not connect with it.
+
+    Without timeouts redis-py waits for good on a Redis that stopped answering, and so would
+    the page that queues a task: unless the URL says otherwise, connecting may take 5 s and
+    an answer 10 s (a worker's wait for a task is 1 s).
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    shown = url.replace(parts.password, "***") if parts.password else url  # never log it
+
+    def refuse(why: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(
+            f"{name} must be a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS, "
+            f"unix:///path/redis.sock); {shown!r} {why}"
+        )
+
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise refuse("does not start with redis://, rediss:// or unix://")
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise refuse("names no host")
+        try:
+            parts.port  # noqa: B018 - urllib checks the port when it is read
+        except ValueError:
+            raise refuse("has a port that is not a number from 0 to 65535") from None
+        if not re.fullmatch(r"/?\d*", parts.path):
+            raise refuse("has a database that is not a number (the path: /0 to /15)")
+    elif not parts.path:
+        raise refuse("names no socket path")
+    # Imported only when set: the ORM broker, the default, needs no Redis client.
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)  # what django-q2 passes it to (redis.from_url)
+    except ValueError as exc:
+        raise refuse(f"is refused by redis-py: {exc}") from None
+    query = dict(parse_qsl(parts.query))
+    timeouts = {"socket_connect_timeout": "5", "socket_timeout": "10"}
+    return f"{url.split('?', 1)[0]}?{urlencode(timeouts | query)}"
+
+
+# django-q2. Its broker is the database itself (the ORM broker) unless VPNCTL_Q_REDIS_URL
+# names a Redis (many worker hosts); schedules, results and all that vpnctl records stay in
+# the database either way. The ORM broker delivers at least once: `retry` stays far above
+# `timeout` so a slow task is never handed out again while it still runs (shared/NOTES.md).
+# Redis hands a task out once and never again: one lost with its worker is the sweeper's to
+# queue again (VPNCTL_EXECUTION_REQUEUE_SECONDS, VPNCTL_STALE_EXECUTION_SECONDS).
+Q_REDIS_URL = checked_redis_url("VPNCTL_Q_REDIS_URL", env_str("VPNCTL_Q_REDIS_URL"))
 Q_CLUSTER = {
     "name": "vpnctl",
-    "orm": "default",
+    **({"redis": Q_REDIS_URL} if Q_REDIS_URL else {"orm": "default"}),
     # Tasks mostly wait on AWS and the database, so more workers than cores pay off
     # (bench/queue_latency.py); each is a process of about 80 MB.
     "workers": env_int("VPNCTL_Q_WORKERS", 4),
@@ -303,15 +356,22 @@ Q_CLUSTER = {
     "bulk": 1,
     "timeout": env_int("VPNCTL_Q_TIMEOUT", 300),
     "retry": env_int("VPNCTL_Q_RETRY", 1200),
-    "max_attempts": 1,
+    # With ack_failures the monitor acknowledges every result, failed or not, once: a task is
+    # never run again for having failed, and one whose worker died comes back after `retry`
+    # (django-q2 does not count that attempt). max_attempts 1 only had it delete the queue
+    # row a second time, a write transaction per task on SQLite's one write lock.
+    "max_attempts": 0,
     "ack_failures": True,
-    "save_limit": 500,
+    # 0: django-q2 would prune on every result, in a write transaction that reads every kept
+    # result; the sweeper keeps the newest Q_RESULTS_KEPT successful ones, once a minute.
+    "save_limit": 0,
     "catch_up": False,
     # How often an idle ORM broker looks for new tasks: the floor of the queue's latency.
     "poll": 0.2 if MODE != "production" else 0.5,
     "sync": False,
     "label": "Task queue",
 }
+Q_RESULTS_KEPT = 500
 # The worker is "not heard of" when no sweeper run (every minute) started for this long:
 # /healthz/worker/, `manage.py check_worker` and the pages' banner say so (liveness.py).
 WORKER_STALE_SECONDS = env_int("VPNCTL_WORKER_STALE_SECONDS", 180)
@@ -328,11 +388,27 @@ AWS_READ_MAX_ATTEMPTS = env_int("VPNCTL_AWS_READ_MAX_ATTEMPTS", 10)
 AWS_CONNECT_TIMEOUT = env_int("VPNCTL_AWS_CONNECT_TIMEOUT", 10)
 AWS_READ_TIMEOUT = env_int("VPNCTL_AWS_READ_TIMEOUT", 30)
 AWS_SYNC_CONCURRENCY = env_int("VPNCTL_AWS_SYNC_CONCURRENCY", 8)
+# Accounts and regions a sync reads at once (each has its own EC2 buckets); 1 reads them one
+# after another. Each reads its tunnels on AWS_SYNC_CONCURRENCY threads of its own, and the
+# database is written by the sync's own thread only (maintenance/sync_reads.py).
+SYNC_SCOPE_WORKERS = env_int("VPNCTL_SYNC_SCOPE_WORKERS", 4)
 # Client-side token buckets per AWS account and region, shared by every caller in the
 # process (maintenance/aws.py). Defaults are EC2's own: reads 100 burst, 20 per second;
 # mutating calls 50 burst, 5 per second. Lower them if other tools use the same account.
 AWS_READ_RATE = float(env_str("VPNCTL_AWS_READ_RATE", "20"))
 AWS_READ_BURST = float(env_str("VPNCTL_AWS_READ_BURST", "100"))
+# The share of that read bucket (rate and burst alike) vpnctl's reads take per account and
+# region, leaving the rest to Terraform, the console and other tools: 0.5 of 20/s and 100 is
+# 10/s and 50. Applied to every read in maintenance/aws/limiter.py; above 0, at most 1.
+_READ_SHARE = env_str("VPNCTL_AWS_READ_SHARE", "0.5")
+try:
+    AWS_READ_SHARE = float(_READ_SHARE)
+except ValueError:
+    AWS_READ_SHARE = float("nan")  # refused just below
+if not 0 < AWS_READ_SHARE <= 1:
+    raise ImproperlyConfigured(
+        f"VPNCTL_AWS_READ_SHARE must be a number above 0 and at most 1, not {_READ_SHARE!r}"
+    )
 AWS_WRITE_RATE = float(env_str("VPNCTL_AWS_WRITE_RATE", "5"))
 AWS_WRITE_BURST = float(env_str("VPNCTL_AWS_WRITE_BURST", "50"))
 
@@ -355,3 +431,5 @@ STALE_EXECUTION_SECONDS = env_int("VPNCTL_STALE_EXECUTION_SECONDS", 120)
 # An approved request has one execution task queued at a time; one that has not run after
 # this long counts as lost and the sweeper queues another (the claim keeps it to one call).
 EXECUTION_REQUEUE_SECONDS = env_int("VPNCTL_EXECUTION_REQUEUE_SECONDS", 300)
+# "Refresh from AWS" on a request page: at most one read per connection this often.
+REFRESH_MIN_SECONDS = env_int("VPNCTL_REFRESH_MIN_SECONDS", 60)

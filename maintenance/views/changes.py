@@ -32,7 +32,7 @@ from ..forms.changes import (
     RequestFilterForm,
     WindowForm,
 )
-from ..models import Approval, ChangeRequest, Execution, Tunnel
+from ..models import Approval, ChangeRequest, Execution, SyncResult, Tunnel, VpnConnection
 from ..risks import blocking, risks_for
 from ..texts import render as render_text
 from .helpers import (
@@ -46,6 +46,8 @@ from .helpers import (
 
 REQUESTS_PER_PAGE = 25
 SWEEP_SECONDS = 60  # maintenance/schedules.py: the sweeper runs every minute
+# A page that asked AWS for fresh data polls this long for the answer, then says none came.
+REFRESH_WAIT_SECONDS = 300
 
 
 # ---------------------------------------------------------------------------------------
@@ -268,13 +270,81 @@ def _is_live(change: ChangeRequest, now: datetime) -> bool:
     ) and change.window_is_open(now)
 
 
-def _live_context(change: ChangeRequest) -> dict[str, Any]:
-    """What the self-refreshing part of the page shows: status, execution, timeline."""
+def _aws_context(change: ChangeRequest, user: Any, now: datetime) -> dict[str, Any]:
+    """When vpnctl last read the tunnel from AWS, the last "Refresh from AWS", the button.
+
+    Said only while the request waits for a decision or its window, where a refresh helps
+    to decide (a running change reads the tunnel at every look: see its execution). "Last
+    read" is the later of the last refresh and the last sync that read the account and
+    region without failing; a failed refresh is shown until a later read succeeds.
+    """
+    connection = change.tunnel.connection
+    if change.status not in ChangeStatus.CANCELLABLE:
+        return {"can_refresh": False, "refresh_polls": False}
+    synced_at = (
+        SyncResult.objects.filter(
+            account_id=connection.account_id,
+            region=connection.region,
+            failed=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    read_at, read_by = max(
+        [(t, by) for t, by in ((connection.refreshed_at, "refresh"), (synced_at, "sync")) if t],
+        default=(None, None),
+    )
+    waiting = connection.refresh_waiting
+    asked_at = connection.refresh_requested_at
+    stalled = waiting and now - asked_at > timedelta(seconds=REFRESH_WAIT_SECONDS)
+    failed_at = connection.refresh_failed_at
+    failed = (
+        not waiting
+        and failed_at is not None
+        and bool(connection.refresh_error)
+        and (read_at is None or failed_at > read_at)
+    )
+    next_at = connection.next_refresh_at()
+    return {
+        "read_at": read_at,
+        "read_by": read_by,
+        "can_refresh": VpnConnection.may_ask_refresh(user, change),
+        "refresh_waiting": waiting,
+        "refresh_stalled": stalled,
+        "refresh_asked_at": asked_at,
+        "refresh_next_at": next_at if next_at is not None and next_at > now else None,
+        "refresh_failed_at": failed_at if failed else None,
+        "refresh_error": connection.refresh_error if failed else {},
+        "refresh_min_seconds": settings.REFRESH_MIN_SECONDS,
+        # Said only when it explains a wait: no answer while the worker is not heard of.
+        "refresh_silent_worker": liveness.silent_worker(now) if waiting else None,
+        "refresh_polls": waiting and not stalled,
+    }
+
+
+def _live_context(change: ChangeRequest, user: Any) -> dict[str, Any]:
+    """What the self-refreshing part of the page shows: status, the tunnel on AWS, the plan
+    and risks worked out from it, execution, timeline."""
     now = timezone.now()
     execution = Execution.objects.filter(change_request=change).first()
     valid = change.valid_approvals()
     silent_since = execution.silent_since(now) if execution is not None else None
+    tunnel = change.tunnel
+    sibling = tunnel.sibling()
+    aws = _aws_context(change, user, now)
     return {
+        **aws,
+        "tunnel": tunnel,
+        "connection": tunnel.connection,
+        "sibling": sibling,
+        "tunnel_number": tunnel_number(tunnel, sibling),
+        # Risks concern what may still happen: shown until the change starts to run.
+        "risks": risks_for(tunnel, change.kind, sibling=sibling, now=now)
+        if change.status in ChangeStatus.CANCELLABLE
+        else [],
+        "what_happens": _what_happens(change.kind),
         "silent_since": silent_since,
         # The sweeper looks every minute for executions silent that long.
         "takeover_by": silent_since
@@ -285,7 +355,9 @@ def _live_context(change: ChangeRequest) -> dict[str, Any]:
         "execution": execution,
         "evidence": _evidence(execution),
         "timeline": _timeline(change, execution),
-        "live": _is_live(change, now),
+        # The page polls while the change can run, or while AWS has a refresh to answer.
+        "change_live": _is_live(change, now),
+        "live": _is_live(change, now) or aws["refresh_polls"],
         "terminal": change.status in ChangeStatus.TERMINAL,
         "approvals_valid": len(valid),
         "approvals_missing": max(0, change.required_approvals - len(valid)),
@@ -305,9 +377,7 @@ def _render_request(
     reschedule_form: WindowForm | None = None,
 ) -> HttpResponse:
     user = request.user
-    tunnel = change.tunnel
-    sibling = tunnel.sibling()
-    context = _live_context(change)
+    context = _live_context(change, user)
     approvals = list(change.approvals.all())
     can_reschedule = change.can_reschedule(user)
     if reschedule_form is None and can_reschedule:
@@ -342,16 +412,7 @@ def _render_request(
             )
     context.update(
         {
-            "tunnel": tunnel,
-            "connection": tunnel.connection,
-            "sibling": sibling,
-            "tunnel_number": tunnel_number(tunnel, sibling),
             "approvals": approvals,
-            # Risks concern what may still happen: shown until the change starts to run.
-            "risks": risks_for(tunnel, change.kind, sibling=sibling)
-            if change.status in ChangeStatus.CANCELLABLE
-            else [],
-            "what_happens": _what_happens(change.kind),
             "can_decide": can_decide,
             "can_cancel": forms_shown["cancel"],
             "can_reschedule": can_reschedule,
@@ -381,7 +442,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def request_timeline(request: HttpRequest, pk: int) -> HttpResponse:
     """The page's self-refreshing part (status, execution, timeline) as an HTML fragment."""
     change = _get_request_for_user(request, pk)
-    return render(request, "maintenance/_request_live.html", _live_context(change))
+    return render(request, "maintenance/_request_live.html", _live_context(change, request.user))
 
 
 @login_required

@@ -55,7 +55,7 @@ class DeadlineRow:
 def _tunnel_figures(now: datetime) -> dict[str, int]:
     """Every tunnel and connection figure in one aggregate query over the live tunnels."""
     pending = Q(pending_maintenance=PendingMaintenance.AVAILABLE)
-    unplanned = ~Q(planned_before_deadline())
+    unplanned = ~planned_before_deadline()
     siblings = Tunnel.objects.filter(connection=OuterRef("connection"))
     figures: dict[str, Any] = {
         "pending": Count("pk", filter=pending),
@@ -79,7 +79,7 @@ def _tunnel_figures(now: datetime) -> dict[str, int]:
             filter=Q(lifecycle_control=False) & Q(Exists(siblings.filter(lifecycle_control=True))),
         ),
         "aws_applied": Count(
-            "pk", filter=Q(applied_by_aws_since(now - timedelta(days=AWS_APPLIED_DAYS)))
+            "pk", filter=applied_by_aws_since(now - timedelta(days=AWS_APPLIED_DAYS))
         ),
     }
     for days in DEADLINE_DAYS:
