@@ -4,6 +4,7 @@ what Django's own ModelBackend grants."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Permission, User
 
@@ -48,3 +49,22 @@ def test_superusers_hold_every_permission(db):
     assert ModelBackendOneQuery().get_all_permissions(
         _fresh(boss)
     ) == ModelBackend().get_all_permissions(_fresh(boss))
+
+
+def test_a_signed_in_user_comes_with_their_profile(db, django_assert_num_queries):
+    from maintenance.models import UserProfile
+    from maintenance.times import zone_of
+    from tests.conftest import _user
+
+    user = _user("tz", roles.REQUESTER)
+    UserProfile.objects.create(user=user, time_zone="Asia/Tokyo")
+    with django_assert_num_queries(1):
+        loaded = ModelBackendOneQuery().get_user(user.pk)
+        assert str(zone_of(loaded)) == "Asia/Tokyo"
+    bare = _user("no-profile", roles.REQUESTER)
+    with django_assert_num_queries(1):
+        assert str(zone_of(ModelBackendOneQuery().get_user(bare.pk))) == settings.DISPLAY_TIME_ZONE
+    assert ModelBackendOneQuery().get_user(10**9) is None
+    bare.is_active = False
+    bare.save()
+    assert ModelBackendOneQuery().get_user(bare.pk) is None

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from ..choices import ActorKind, AuditAction
 from ..models import AuditEvent, AwsAccount
 from .changes import LOCAL_FORMAT, MAX_ID, LocalDateTimeInput, within_years
+from .widgets import PlainSelect
 
 _INPUT_FORMATS = [LOCAL_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
@@ -42,11 +43,14 @@ class AuditFilterForm(forms.Form):
         help_text=_('A username, or "system" or "aws".'),
     )
     action = forms.ChoiceField(
-        label=_("Action"), required=False, choices=[("", _("Any")), *AuditAction.choices]
+        label=_("Action"),
+        required=False,
+        choices=[("", _("Any")), *AuditAction.choices],
+        widget=PlainSelect,
     )
     # A plain choice (not ModelChoiceField): one query both lists and validates accounts.
     account = forms.TypedChoiceField(
-        label=_("Account"), required=False, coerce=int, empty_value=None
+        label=_("Account"), required=False, coerce=int, empty_value=None, widget=PlainSelect
     )
     connection = forms.CharField(
         label=_("Connection id"),

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..choices import ChangeKind, ChangeStatus, Decision
 from ..models import AwsAccount, ChangeRequest
+from .widgets import PlainSelect
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 # The years a person may type. Far from Python's limits, so that a moment typed in any
@@ -195,7 +196,11 @@ class RequestFilterForm(forms.Form):
 
     status = forms.ChoiceField(label=_("Status"), required=False)
     account = forms.ModelChoiceField(
-        label=_("Account"), queryset=AwsAccount.objects.all(), required=False, empty_label=_("Any")
+        label=_("Account"),
+        queryset=AwsAccount.objects.all(),
+        required=False,
+        empty_label=_("Any"),
+        widget=PlainSelect,
     )
     kind = forms.ChoiceField(
         label=_("Change"), required=False, choices=[("", _("Any")), *ChangeKind.choices]

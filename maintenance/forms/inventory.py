@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from ..choices import ConnectionState, TunnelStatus
 from ..models import AwsAccount, Tunnel
 from ..models.inventory import VpnConnectionQuerySet
+from .widgets import PlainSelect
 
 YES_NO = [("", _("Any")), ("yes", _("Yes")), ("no", _("No"))]
 DEADLINE_DAYS = (3, 7, 30)
@@ -27,7 +28,11 @@ class ConnectionFilterForm(forms.Form):
         help_text=_("Connection id, Name, or any tag value"),
     )
     account = forms.ModelChoiceField(
-        label=_("Account"), queryset=AwsAccount.objects.all(), required=False, empty_label=_("Any")
+        label=_("Account"),
+        queryset=AwsAccount.objects.all(),
+        required=False,
+        empty_label=_("Any"),
+        widget=PlainSelect,
     )
     region = forms.ChoiceField(label=_("Region"), required=False)
     state = forms.ChoiceField(

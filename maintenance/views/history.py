@@ -96,9 +96,11 @@ def _history(tunnel_filter: Q, event_filter: Q) -> list[HistoryRow]:
                 down_for=down_for,
             )
         )
-    events = AuditEvent.objects.filter(
-        event_filter, action=AuditAction.MAINTENANCE_APPLIED_BY_AWS
-    ).select_related("tunnel")
+    events = (
+        AuditEvent.objects.filter(event_filter, action=AuditAction.MAINTENANCE_APPLIED_BY_AWS)
+        .select_related("tunnel")
+        .order_by()  # sorted below with the changes
+    )
     rows.extend(HistoryRow(at=_applied_at(e), tunnel=e.tunnel, event=e) for e in events)
     rows.sort(key=lambda row: row.at, reverse=True)
     return rows
@@ -127,7 +129,10 @@ def connection_history(request: HttpRequest, pk: int) -> HttpResponse:
     """The history of both tunnels of a connection, in one list."""
     _require_history_perms(request)
     connection = get_object_or_404(VpnConnection.objects.select_related("account"), pk=pk)
-    rows = _history(Q(tunnel__connection=connection), Q(tunnel__connection=connection))
+    # The events by the connection's tunnels' ids: joined through the tunnel, SQLite read
+    # every "applied by AWS" event of the fleet (72 ms at 5,000 connections).
+    tunnels = Tunnel.objects.filter(connection=connection).values("pk")
+    rows = _history(Q(tunnel__connection=connection), Q(tunnel__in=tunnels))
     return render(
         request,
         "maintenance/history.html",
