@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from icalendar import Calendar, Event
 
 from .choices import ChangeStatus
@@ -25,6 +26,8 @@ SCHEDULED = ChangeStatus.SCHEDULED
 # AWS applies the maintenance "soon after" its deadline, in its own cycle: an hour-long
 # event marks the moment without pretending to know when AWS will act.
 DEADLINE_LENGTH = timedelta(hours=1)
+# The deadlines a day's feed event names; the rest it counts.
+FEED_TUNNELS_LISTED = 10
 
 
 class Kind:
@@ -229,11 +232,66 @@ def blackouts(start: datetime, end: datetime, account_id: int | None = None) -> 
     return list(qs.order_by("starts_at", "pk"))
 
 
+def deadline_day_event(day: list[CalendarEvent]) -> CalendarEvent:
+    """One UTC day's AWS deadlines as one event: a fleet has thousands of them.
+
+    A day with one deadline is that tunnel's own event. Several make one event from the
+    first deadline to an hour after the last, listing the first FEED_TUNNELS_LISTED.
+    """
+    if len(day) == 1:
+        return day[0]
+    first, last = day[0], day[-1]
+    unplanned = sum(1 for event in day if not getattr(event.tunnel, "planned", False))
+    link = settings.SITE_URL + reverse("maintenance:timeline")
+    summary = ngettext(
+        "AWS deadlines: %(count)d tunnel (%(unplanned)d without an approved change)",
+        "AWS deadlines: %(count)d tunnels (%(unplanned)d without an approved change)",
+        len(day),
+    ) % {"count": len(day), "unplanned": unplanned}
+    lines = [
+        _(
+            "After each moment AWS applies the pending maintenance to the tunnel by itself, "
+            "in its regular cycle. Request a change with a window before it."
+        )
+    ]
+    for event in day[:FEED_TUNNELS_LISTED]:
+        lines.append(
+            _("%(time)s UTC: %(connection)s tunnel %(ip)s, %(account)s / %(region)s, %(plan)s")
+            % {
+                "time": f"{event.start:%H:%M}",
+                "connection": _connection_label(event.connection),
+                "ip": event.tunnel.outside_ip,
+                "account": event.connection.account.name,
+                "region": event.connection.region,
+                "plan": _("planned")
+                if getattr(event.tunnel, "planned", False)
+                else _("not planned"),
+            }
+        )
+    if len(day) > FEED_TUNNELS_LISTED:
+        lines.append(_("And %(count)d more.") % {"count": len(day) - FEED_TUNNELS_LISTED})
+    lines.append(_("Details: %(link)s") % {"link": link})
+    return CalendarEvent(
+        # The day's event keeps its UID as its tunnels change.
+        uid=f"deadlines-{first.start:%Y%m%d}@{_host()}",
+        kind=Kind.DEADLINE,
+        start=first.start,
+        end=last.start + DEADLINE_LENGTH,
+        summary=summary,
+        description="\n".join(lines),
+        url=link,
+    )
+
+
 def feed_events(now: datetime) -> list[CalendarEvent]:
-    """Everything the iCalendar feed holds: recent and coming windows, coming deadlines."""
+    """Everything the iCalendar feed holds: recent and coming windows, coming deadlines
+    (one event a UTC day, so that a fleet's thousands of deadlines stay a readable feed)."""
     start = now - timedelta(days=30)
     far = now + timedelta(days=3650)
-    return windows(start, far) + deadlines(now - timedelta(days=1), far)
+    by_day: dict[str, list[CalendarEvent]] = {}
+    for event in deadlines(now - timedelta(days=1), far):  # in deadline order
+        by_day.setdefault(f"{event.start:%Y%m%d}", []).append(event)
+    return windows(start, far) + [deadline_day_event(day) for day in by_day.values()]
 
 
 def build_ics(events: list[CalendarEvent], now: datetime) -> bytes:

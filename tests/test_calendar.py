@@ -146,6 +146,44 @@ def test_another_users_token_shows_the_same_events(client, requester, approver, 
     )
 
 
+def test_a_days_many_deadlines_are_one_event_that_counts_and_lists_them(
+    client, requester, settings
+):
+    settings.SITE_URL = "https://vpnctl.example.com"
+    account = make_account()
+    connections = [
+        make_connection(
+            account=account,
+            name=f"site-{i:02d}",
+            tunnels=[
+                {
+                    **pending(days=10),
+                    "outside_ip": f"198.51.100.{i + 1}",
+                    "maintenance_auto_applied_after": NOW + timedelta(days=10, minutes=i),
+                },
+                {"outside_ip": f"203.0.113.{i + 1}"},
+            ],
+        )
+        for i in range(12)
+    ]
+    events = [e for e in parse(client.get(feed_url(feed_for(requester)))).walk("VEVENT")]
+    assert len(events) == 1  # twelve deadlines on 2026-12-05 (UTC): one event
+    day = events[0]
+    assert str(day["UID"]) == "deadlines-20261205@vpnctl.example.com"
+    assert str(day["SUMMARY"]) == "AWS deadlines: 12 tunnels (12 without an approved change)"
+    assert day.decoded("DTSTART") == NOW + timedelta(days=10)
+    assert day.decoded("DTEND") == NOW + timedelta(days=10, minutes=11, hours=1)
+    description = str(day["DESCRIPTION"])
+    first = connections[0].vpn_connection_id
+    assert (
+        f"03:00 UTC: {first} (site-00) tunnel 198.51.100.1, default / ap-northeast-1, not planned"
+        in description
+    )
+    assert "site-09" in description and "site-10" not in description  # ten listed
+    assert "And 2 more." in description
+    assert "https://vpnctl.example.com/timeline/" in description
+
+
 def test_feed_query_count_is_constant(client, requester, django_assert_max_num_queries):
     feed = feed_for(requester)
     for size in (10, 300):
