@@ -196,14 +196,9 @@ def deadlines(
     start: datetime, end: datetime, connections: list[int] | None = None
 ) -> list[CalendarEvent]:
     """Pending maintenance whose deadline falls in [start, end) (of some connections), one query."""
-    qs = deadline_tunnels(start, end)
+    qs = _deadline_tunnels(start, end)
     if connections is not None:
         qs = qs.filter(connection__in=connections)
-    qs = (
-        qs.annotate(planned=ExpressionWrapper(planned_before_deadline(), BooleanField()))
-        .select_related("connection__account")
-        .order_by("maintenance_auto_applied_after", "pk")
-    )
     return [deadline_event(tunnel) for tunnel in qs]
 
 
@@ -232,16 +227,27 @@ def blackouts(start: datetime, end: datetime, account_id: int | None = None) -> 
     return list(qs.order_by("starts_at", "pk"))
 
 
-def deadline_day_event(day: list[CalendarEvent]) -> CalendarEvent:
+def _deadline_tunnels(start: datetime, end: datetime) -> QuerySet:
+    """deadlines()'s rows: pending tunnels with their deadline in [start, end), planned or not."""
+    return (
+        deadline_tunnels(start, end)
+        .annotate(planned=ExpressionWrapper(planned_before_deadline(), BooleanField()))
+        .select_related("connection__account")
+        .order_by("maintenance_auto_applied_after", "pk")
+    )
+
+
+def deadline_day_event(day: list[Tunnel]) -> CalendarEvent:
     """One UTC day's AWS deadlines as one event: a fleet has thousands of them.
 
     A day with one deadline is that tunnel's own event. Several make one event from the
     first deadline to an hour after the last, listing the first FEED_TUNNELS_LISTED.
     """
     if len(day) == 1:
-        return day[0]
-    first, last = day[0], day[-1]
-    unplanned = sum(1 for event in day if not getattr(event.tunnel, "planned", False))
+        return deadline_event(day[0])
+    first = _utc(day[0].maintenance_auto_applied_after)
+    last = _utc(day[-1].maintenance_auto_applied_after)
+    unplanned = sum(1 for tunnel in day if not tunnel.planned)
     link = settings.SITE_URL + reverse("maintenance:timeline")
     summary = ngettext(
         "AWS deadlines: %(count)d tunnel (%(unplanned)d without an approved change)",
@@ -254,18 +260,18 @@ def deadline_day_event(day: list[CalendarEvent]) -> CalendarEvent:
             "in its regular cycle. Request a change with a window before it."
         )
     ]
-    for event in day[:FEED_TUNNELS_LISTED]:
+    planned, not_planned = _("planned"), _("not planned")
+    for tunnel in day[:FEED_TUNNELS_LISTED]:
+        connection = tunnel.connection
         lines.append(
             _("%(time)s UTC: %(connection)s tunnel %(ip)s, %(account)s / %(region)s, %(plan)s")
             % {
-                "time": f"{event.start:%H:%M}",
-                "connection": _connection_label(event.connection),
-                "ip": event.tunnel.outside_ip,
-                "account": event.connection.account.name,
-                "region": event.connection.region,
-                "plan": _("planned")
-                if getattr(event.tunnel, "planned", False)
-                else _("not planned"),
+                "time": f"{_utc(tunnel.maintenance_auto_applied_after):%H:%M}",
+                "connection": _connection_label(connection),
+                "ip": tunnel.outside_ip,
+                "account": connection.account.name,
+                "region": connection.region,
+                "plan": planned if tunnel.planned else not_planned,
             }
         )
     if len(day) > FEED_TUNNELS_LISTED:
@@ -273,10 +279,10 @@ def deadline_day_event(day: list[CalendarEvent]) -> CalendarEvent:
     lines.append(_("Details: %(link)s") % {"link": link})
     return CalendarEvent(
         # The day's event keeps its UID as its tunnels change.
-        uid=f"deadlines-{first.start:%Y%m%d}@{_host()}",
+        uid=f"deadlines-{first:%Y%m%d}@{_host()}",
         kind=Kind.DEADLINE,
-        start=first.start,
-        end=last.start + DEADLINE_LENGTH,
+        start=first,
+        end=last + DEADLINE_LENGTH,
         summary=summary,
         description="\n".join(lines),
         url=link,
@@ -288,9 +294,10 @@ def feed_events(now: datetime) -> list[CalendarEvent]:
     (one event a UTC day, so that a fleet's thousands of deadlines stay a readable feed)."""
     start = now - timedelta(days=30)
     far = now + timedelta(days=3650)
-    by_day: dict[str, list[CalendarEvent]] = {}
-    for event in deadlines(now - timedelta(days=1), far):  # in deadline order
-        by_day.setdefault(f"{event.start:%Y%m%d}", []).append(event)
+    by_day: dict[str, list[Tunnel]] = {}
+    for tunnel in _deadline_tunnels(now - timedelta(days=1), far):  # in deadline order
+        day = f"{_utc(tunnel.maintenance_auto_applied_after):%Y%m%d}"
+        by_day.setdefault(day, []).append(tunnel)
     return windows(start, far) + [deadline_day_event(day) for day in by_day.values()]
 
 
