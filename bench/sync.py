@@ -1,17 +1,39 @@
-"""How close does a big inventory sync run to EC2's throttling floor?
+"""How close does a big inventory sync run to the floor of vpnctl's share of EC2's bucket?
 
-    .venv/bin/python bench/sync.py [--connections 1000] [--scale F] [--concurrency N]
+    .venv/bin/python bench/sync.py [--connections N] [--scopes AxR] [--scale F] [--share S]
+                                   [--scope-workers W] [--concurrency N]
                                    [--retry-mode standard|adaptive] [--no-pacing]
                                    [--simulator process|thread|in-process]
 
-Sets up the simulated AWS with N connections (2N tunnels) in one account and region, with
-throttling ON: EC2's buckets (reads 100 burst and 20 per second, writes 50 and 5) multiplied
-by F, and vpnctl's client-side buckets set to the same numbers. Then runs ``run_sync`` once
-against a fresh database (a temporary SQLite file, or DATABASE_URL, whose tables it
-migrates) and prints the elapsed time against the floor that EC2's refill rate sets for the
-replacement-status calls, one per tunnel:
+Sets up the simulated AWS with throttling ON: EC2's buckets per account and region (reads
+100 burst and 20 per second, writes 50 and 5) multiplied by F (default 1; 0.5 with
+``--scopes``, see the end). vpnctl's client-side buckets get the same numbers, and its reads
+take their share S of the read bucket (``VPNCTL_AWS_READ_SHARE``, default 0.5: 10 of 20 per
+second, 50 of 100). Then runs ``run_sync`` against a fresh database (a temporary SQLite
+file, or DATABASE_URL, whose tables it migrates) and prints the elapsed time against the
+floor that the share sets.
 
-    floor = (status calls - burst) / refill
+- One scope (the default): N connections (2N tunnels, default 1000) in one account and
+  region, synced once.
+- ``--scopes AxR``: A accounts (the first with plain credentials, the others through
+  sts:AssumeRole) times R regions, N connections each (default 300), in three runs, each
+  once every bucket is full again: one scope alone (the first account's first region, a
+  first sync, as above); every scope, ``--scope-workers`` at once (default: all of them;
+  a first sync for all but that one); and every scope again, with nothing left to write.
+  The last is the read path alone; the one before adds the first sync's writes, which one
+  thread makes one scope after another (SQLite has one writer, the audit chain one head).
+
+The floor, in the limiter's own arithmetic (maintenance/aws/limiter.py): a scope's bucket
+starts full with burst' = max(1, burst x share) tokens and refills refill' = refill x share
+per second, so the k-th read of a scope waits (k - burst') / refill'. A scope making n reads
+(its DescribeVpnConnections and one status call per tunnel: SyncResult.api_calls) cannot
+finish reading before
+
+    floor(scope) = (n - burst') / refill'
+
+and a run's floor is that of its largest scope when every scope has a worker (otherwise the
+scopes are dealt to the workers in order, as the pool does, and the floor is the longest
+worker's sum). Target: elapsed / floor <= 1.15, for one scope and for all of them.
 
 Where the simulated AWS runs (``--simulator``):
 
@@ -25,8 +47,16 @@ Where the simulated AWS runs (``--simulator``):
 - ``in-process``: moto's ``mock_aws`` answers from inside botocore's send hook, no sockets.
 
 moto needs a few milliseconds of CPU per call, so one simulator process answers about 150
-to 200 calls per second: past ``--scale 5`` or so the simulator, not EC2's bucket, is what
-the sync waits for, and the ratio says more about moto than about vpnctl.
+to 200 calls per second: past ``--scale 5`` or so (one scope, share 1) the simulator, not
+EC2's bucket, is what the sync waits for, and the ratio says more about moto than about
+vpnctl. moto also answers one call at a time, where EC2 answers every region at once: six
+DescribeVpnConnections of 300 connections each, all asked for at the start, come back one
+after another over 4 to 9 s (timed on a 2-core machine), and until its own answer comes a
+scope cannot start its status calls. That wait is moto's, and it costs the same seconds
+whatever the rate, so ``--scopes`` defaults to ``--scale 0.5`` (EC2's 10 reads per second
+per scope, 5 of them vpnctl's: 30 per second in all), where it weighs half as much against
+a floor twice as long. The ratio then measures vpnctl: its pacing, its threads, and its
+writes.
 """
 
 from __future__ import annotations
@@ -41,15 +71,41 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "ap-northeast-1"
+REGIONS = (REGION, "us-east-1", "eu-west-1", "us-west-2", "ap-southeast-2", "eu-central-1")
 READ_BURST, READ_REFILL = 100, 20  # EC2's read bucket, before scaling
 WRITE_BURST, WRITE_REFILL = 50, 5
 CONTROL_PATH = "/moto-api/vpnctl"  # simulator.CONTROL_PATH (ROOT is not on sys.path yet)
+# simulator.DEFAULT_ACCOUNT_ID (plain credentials) and SECOND_ACCOUNT_ID; more are made up
+# (the simulated STS lets one assume a role in any account).
+ACCOUNT_IDS = ("123456789012", "210987654321")
+
+Place = tuple[str, str]  # (AWS account id, region)
+
+
+def account_id(index: int) -> str:
+    return ACCOUNT_IDS[index] if index < len(ACCOUNT_IDS) else f"{300000000000 + index:012d}"
+
+
+def role_arn(account: str) -> str:
+    return "" if account == ACCOUNT_IDS[0] else f"arn:aws:iam::{account}:role/vpnctl-reader"
+
+
+def parse_scopes(text: str) -> tuple[int, int]:
+    """``"2x3"`` → (2 accounts, 3 regions)."""
+    try:
+        accounts, regions = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not AxR, e.g. 2x3") from None
+    if not (1 <= accounts <= 50 and 1 <= regions <= len(REGIONS)):
+        raise argparse.ArgumentTypeError(f"1 to 50 accounts and 1 to {len(REGIONS)} regions")
+    return accounts, regions
 
 
 def configure_django(args: argparse.Namespace, workdir: str) -> None:
@@ -63,6 +119,8 @@ def configure_django(args: argparse.Namespace, workdir: str) -> None:
             "VPNCTL_AWS_READ_BURST": str(READ_BURST * scale),
             "VPNCTL_AWS_WRITE_RATE": str(WRITE_REFILL * scale),
             "VPNCTL_AWS_WRITE_BURST": str(WRITE_BURST * scale),
+            "VPNCTL_AWS_READ_SHARE": str(args.share),
+            "VPNCTL_SYNC_SCOPE_WORKERS": str(args.scope_workers),
             "VPNCTL_AWS_SYNC_CONCURRENCY": str(args.concurrency),
             "VPNCTL_AWS_READ_RETRY_MODE": args.retry_mode,
             "LOG_LEVEL": "WARNING",
@@ -89,10 +147,12 @@ def configure_django(args: argparse.Namespace, workdir: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The simulated AWS, three ways. Each yields (calls(action, outcome) -> int, seed(n)).
+# The simulated AWS, three ways. Each yields (calls(action, outcome) -> int,
+# seed(places, n)), seed making n connections in each (account, region).
 # --------------------------------------------------------------------------------------
 
 Calls = Callable[..., int]
+Seed = Callable[[list[Place], int], None]
 
 
 def _free_port() -> int:
@@ -102,7 +162,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def simulator_process(args: argparse.Namespace) -> Iterator[tuple[Calls, Callable[[int], None]]]:
+def simulator_process(args: argparse.Namespace) -> Iterator[tuple[Calls, Seed]]:
     """``manage.py run_simulator`` in a child process; seeded and counted over HTTP."""
     from django.conf import settings
 
@@ -134,26 +194,40 @@ def simulator_process(args: argparse.Namespace) -> Iterator[tuple[Calls, Callabl
                 if action in (None, a) and outcome in (None, o)
             )
 
-        def seed(n: int) -> None:
+        def seed(places: list[Place], n: int) -> None:
             import boto3
 
             # Plain moto calls (not throttled by the simulator, which leaves its buckets
-            # full for the sync).
-            ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
-            vgw = ec2.create_vpn_gateway(Type="ipsec.1")["VpnGateway"]["VpnGatewayId"]
-            cgw = ec2.create_customer_gateway(Type="ipsec.1", PublicIp="203.0.113.1", BgpAsn=65000)
-            for i in range(n):
-                ec2.create_vpn_connection(
-                    Type="ipsec.1",
-                    CustomerGatewayId=cgw["CustomerGateway"]["CustomerGatewayId"],
-                    VpnGatewayId=vgw,
-                    TagSpecifications=[
-                        {
-                            "ResourceType": "vpn-connection",
-                            "Tags": [{"Key": "Name", "Value": f"site-{i:04d}"}],
-                        }
-                    ],
+            # full for the sync); other accounts through the simulated sts:AssumeRole.
+            keys: dict[str, dict[str, str]] = {ACCOUNT_IDS[0]: {}}
+            sts = boto3.client("sts", region_name=REGION, endpoint_url=url)
+            for account, region in places:
+                if account not in keys:
+                    credentials = sts.assume_role(
+                        RoleArn=role_arn(account), RoleSessionName="vpnctl-bench"
+                    )["Credentials"]
+                    keys[account] = {
+                        "aws_access_key_id": credentials["AccessKeyId"],
+                        "aws_secret_access_key": credentials["SecretAccessKey"],
+                        "aws_session_token": credentials["SessionToken"],
+                    }
+                ec2 = boto3.client("ec2", region_name=region, endpoint_url=url, **keys[account])
+                vgw = ec2.create_vpn_gateway(Type="ipsec.1")["VpnGateway"]["VpnGatewayId"]
+                cgw = ec2.create_customer_gateway(
+                    Type="ipsec.1", PublicIp="203.0.113.1", BgpAsn=65000
                 )
+                for i in range(n):
+                    ec2.create_vpn_connection(
+                        Type="ipsec.1",
+                        CustomerGatewayId=cgw["CustomerGateway"]["CustomerGatewayId"],
+                        VpnGatewayId=vgw,
+                        TagSpecifications=[
+                            {
+                                "ResourceType": "vpn-connection",
+                                "Tags": [{"Key": "Name", "Value": f"site-{i:04d}"}],
+                            }
+                        ],
+                    )
 
         yield calls, seed
     finally:
@@ -162,7 +236,7 @@ def simulator_process(args: argparse.Namespace) -> Iterator[tuple[Calls, Callabl
 
 
 @contextmanager
-def simulator_here(args: argparse.Namespace) -> Iterator[tuple[Calls, Callable[[int], None]]]:
+def simulator_here(args: argparse.Namespace) -> Iterator[tuple[Calls, Seed]]:
     """moto in this process: behind a server thread (``thread``) or ``mock_aws`` alone."""
     from django.conf import settings
 
@@ -173,9 +247,12 @@ def simulator_here(args: argparse.Namespace) -> Iterator[tuple[Calls, Callable[[
         if args.simulator == "thread":
             server, settings.AWS_ENDPOINT_URL = start_server()
 
-        def seed(n: int) -> None:
-            for i in range(n):
-                simulator.create_connection(region=REGION, name=f"site-{i:04d}")
+        def seed(places: list[Place], n: int) -> None:
+            for account, region in places:
+                for i in range(n):
+                    simulator.create_connection(
+                        region=region, account_id=account, name=f"site-{i:04d}"
+                    )
             # Throttling from here on, with full buckets.
             simulator.configure(throttling=Throttling().scaled(args.scale))
 
@@ -191,48 +268,100 @@ def simulator_here(args: argparse.Namespace) -> Iterator[tuple[Calls, Callable[[
 # --------------------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace) -> dict[str, float]:
+def scope_floor(reads: int, args: argparse.Namespace) -> float:
+    """The limiter's floor for one scope making ``reads`` reads (see the docstring)."""
+    burst = max(1.0, READ_BURST * args.scale * args.share)
+    refill = READ_REFILL * args.scale * args.share
+    return max(0.0, (reads - burst) / refill)
+
+
+def run_floor(reads: list[int], workers: int, args: argparse.Namespace) -> float:
+    """The floor of a run: the scopes' floors dealt in order to the first free worker."""
+    finish = [0.0] * max(1, min(workers, len(reads)))
+    for n in reads:
+        free = finish.index(min(finish))
+        finish[free] += scope_floor(n, args)
+    return max(finish)
+
+
+def sync_once(calls: Calls, workers: int, args: argparse.Namespace, **scope: str) -> dict:
+    """One ``run_sync`` (of every scope, or the one named), timed and counted."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from maintenance import aws
-    from maintenance.models import AwsAccount, Tunnel
     from maintenance.sync import run_sync
-    from simulator import DEFAULT_ACCOUNT_ID
 
+    before = {"calls": calls(), "throttled": calls(outcome="throttled")}
+    # Django keeps the last 9,000 queries only: keep them all, and count this run's.
+    connection.queries_log = deque()
+    started = time.monotonic()
+    # Every query of a sync is made on this thread (the pools only call AWS).
+    with CaptureQueriesContext(connection) as queries:
+        sync_run = run_sync(**scope)
+    elapsed = time.monotonic() - started
+
+    results = list(sync_run.results.order_by("pk"))
+    bad = [r for r in results if r.failed or r.errors]
+    if bad:
+        raise SystemExit(f"the sync did not go through: {bad[0].errors[:3]}")
+    if any(r.tunnels != 2 * args.connections for r in results):
+        raise SystemExit("a scope did not read all its tunnels")
+    reads = [r.api_calls for r in results]
+    floor = run_floor(reads, workers, args)
+    return {
+        "scopes": len(results),
+        "workers": max(1, min(workers, len(results))),
+        "largest": max(reads),
+        "elapsed": elapsed,
+        "floor": floor,
+        "ratio": elapsed / floor if floor > 0 else float("nan"),
+        "calls": calls() - before["calls"],
+        "throttled": calls(outcome="throttled") - before["throttled"],
+        "queries": len(queries),
+    }
+
+
+def measure(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    from maintenance import aws
+    from maintenance.models import AwsAccount
+
+    accounts, regions = args.scopes or (1, 1)
+    names = [f"bench-{a + 1}" for a in range(accounts)]
+    places = [(account_id(a), region) for a in range(accounts) for region in REGIONS[:regions]]
     runner = simulator_process if args.simulator == "process" else simulator_here
     with runner(args) as (calls, seed):
         aws.reset_clients()
-        seed(args.connections)
-        AwsAccount.objects.create(name="bench", account_id=DEFAULT_ACCOUNT_ID, regions=[REGION])
-
-        started = time.monotonic()
-        with CaptureQueriesContext(connection) as queries:
-            sync_run = run_sync()
-        elapsed = time.monotonic() - started
-
-        result = sync_run.results.get()
-        if result.failed or result.errors:
-            raise SystemExit(f"the sync did not go through: {result.errors[:3]}")
-        assert Tunnel.objects.exclude(synced_at=None).count() == 2 * args.connections
-        status_calls = calls("GetVpnTunnelReplacementStatus", outcome="ok")
-        burst, refill = READ_BURST * args.scale, READ_REFILL * args.scale
-        floor = (status_calls - burst) / refill
-        return {
-            "elapsed": elapsed,
-            "floor": floor,
-            "ratio": elapsed / floor if floor > 0 else float("nan"),
-            "calls": calls(),
-            "status_calls": status_calls,
-            "throttled": calls(outcome="throttled"),
-            "queries": len(queries),
-        }
+        seed(places, args.connections)
+        for a, name in enumerate(names):
+            AwsAccount.objects.create(
+                name=name,
+                account_id=account_id(a),
+                role_arn=role_arn(account_id(a)),
+                regions=list(REGIONS[:regions]),
+            )
+        if args.scopes is None:
+            return [("1 scope", sync_once(calls, 1, args))]
+        rows = [("1 scope", sync_once(calls, 1, args, account_name=names[0], region=REGIONS[0]))]
+        for label in (f"{accounts}x{regions} scopes", f"{accounts}x{regions} scopes, again"):
+            # Every bucket (ours and the simulator's) full again before the next run.
+            time.sleep(READ_BURST / READ_REFILL + 1)
+            rows.append((label, sync_once(calls, args.scope_workers, args)))
+        return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplies EC2's buckets")
+    parser.add_argument(
+        "--connections", type=int, default=None, help="per scope (1000; 300 with --scopes)"
+    )
+    parser.add_argument("--scopes", type=parse_scopes, default=None, help="accounts x regions")
+    parser.add_argument(
+        "--scale", type=float, default=None, help="multiplies EC2's buckets (1; 0.5 with --scopes)"
+    )
+    parser.add_argument("--share", type=float, default=0.5, help="VPNCTL_AWS_READ_SHARE")
+    parser.add_argument(
+        "--scope-workers", type=int, default=None, help="SYNC_SCOPE_WORKERS (every scope)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="AWS_SYNC_CONCURRENCY")
     parser.add_argument("--retry-mode", default="standard", choices=["standard", "adaptive"])
     parser.add_argument(
@@ -242,32 +371,59 @@ def main() -> None:
         "--simulator", default="process", choices=["process", "thread", "in-process"]
     )
     args = parser.parse_args()
+    if args.scale is None:
+        args.scale = 1.0 if args.scopes is None else 0.5
     if args.scale <= 0:
         parser.error("--scale must be above 0")
+    if not 0 < args.share <= 1:
+        parser.error("--share must be above 0 and at most 1")
+    if args.connections is None:
+        args.connections = 1000 if args.scopes is None else 300
+    accounts, regions = args.scopes or (1, 1)
+    if args.scope_workers is None:
+        args.scope_workers = accounts * regions
+    if args.scope_workers < 1:
+        parser.error("--scope-workers must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="vpnctl-bench-") as workdir:
         configure_django(args, workdir)
-        numbers = measure(args)
+        rows = measure(args)
 
     burst, refill = READ_BURST * args.scale, READ_REFILL * args.scale
     print(
-        f"sync of {args.connections} connections ({2 * args.connections} tunnels); "
-        f"EC2 read bucket {burst:g} burst, {refill:g}/s (scale {args.scale:g}); "
-        f"simulator: {args.simulator}; concurrency {args.concurrency}; "
-        f"retry mode {args.retry_mode}; client-side pacing {'off' if args.no_pacing else 'on'}"
+        f"sync of {args.connections} connections ({2 * args.connections} tunnels) per scope; "
+        f"EC2 read bucket {burst:g} burst, {refill:g}/s (scale {args.scale:g}), "
+        f"vpnctl's share {args.share:g}: {max(1.0, burst * args.share):g} burst, "
+        f"{refill * args.share:g}/s; simulator: {args.simulator}; "
+        f"concurrency {args.concurrency}; retry mode {args.retry_mode}; "
+        f"client-side pacing {'off' if args.no_pacing else 'on'}"
     )
-    rows = [
-        ("elapsed", f"{numbers['elapsed']:.2f} s"),
-        ("floor = (status calls - burst) / refill", f"{numbers['floor']:.2f} s"),
-        ("ratio elapsed / floor", f"{numbers['ratio']:.3f}"),
-        ("AWS calls made (every answer)", f"{numbers['calls']}"),
-        ("  replacement-status calls answered", f"{numbers['status_calls']}"),
-        ("throttled answers", f"{numbers['throttled']}"),
-        ("DB queries", f"{numbers['queries']}"),
+    header = ("run", "workers", "elapsed", "floor", "ratio", "AWS calls", "throttled", "DB queries")
+
+    def floor(n: dict) -> str:
+        if n["workers"] < n["scopes"]:
+            return f"{n['floor']:.1f} s ({n['scopes']} scopes, {n['workers']} at a time)"
+        # The largest scope's reads, less the share's burst, over the share's refill.
+        largest, share_burst = n["largest"], max(1.0, burst * args.share)
+        return f"({largest} - {share_burst:g}) / {refill * args.share:g} = {n['floor']:.1f} s"
+
+    table = [
+        (
+            label,
+            str(n["workers"]),
+            f"{n['elapsed']:.1f} s",
+            floor(n),
+            f"{n['ratio']:.3f}",
+            f"{n['calls']:,}",
+            f"{n['throttled']:,}",
+            f"{n['queries']:,}",
+        )
+        for label, n in rows
     ]
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label.ljust(width)}  {value:>10}")
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for row in table:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The inventory sync: mirror every VPN connection and tunnel of the enabled accounts.
 
-For each account and region (a *scope*) one :class:`SyncResult` row records what was found:
+For each account and region (a *scope*) one :class:`SyncResult` row records what was found.
+The rows are made first, in the scopes' order; then for each scope:
 
 1. Read the connections (DescribeVpnConnections) and then the replacement status of every
-   tunnel (sync_reads.py), concurrently on a small thread pool
-   (``settings.AWS_SYNC_CONCURRENCY``). The pool only calls AWS; every database query
-   stays on the calling thread, and no AWS call happens inside a transaction.
+   tunnel (sync_reads.py). Scopes are read concurrently, up to
+   ``settings.SYNC_SCOPE_WORKERS`` at once (each has its own EC2 bucket), and within a scope
+   the status calls run on ``settings.AWS_SYNC_CONCURRENCY`` threads. The pools only call
+   AWS; every database query stays on the calling thread, which records each scope as
+   soon as its reads are done, and no AWS call happens inside a transaction.
 2. In one transaction per scope, compare with the database and write only what changed:
    ``bulk_create`` for new rows, ``bulk_update`` of the changed rows grouped by the fields
    that changed. A re-sync where nothing changed writes no connection or tunnel row at all
@@ -43,7 +46,7 @@ from .models import (
     Tunnel,
     VpnConnection,
 )
-from .sync_reads import Fetched, capped, error_entry, fetch
+from .sync_reads import Fetched, ScopeRead, capped, error_entry, fetch, read_scopes
 from .texts import N_, Text
 
 log = logging.getLogger(__name__)
@@ -462,19 +465,21 @@ def _fail(result: SyncResult, error: aws.AwsError | Exception) -> None:
         )
 
 
-def _sync_scope(run: SyncRun, account: AwsAccount, region: str) -> SyncResult:
-    """Sync one account and region into a SyncResult; never raises."""
-    result = SyncResult.objects.create(run=run, account=account, region=region)
-    try:
-        fetched = fetch(account, region)
-    except aws.AwsError as exc:
-        result.api_calls = 1
-        _fail(result, exc)
+def _sync_scope(result: SyncResult, read: ScopeRead) -> SyncResult:
+    """Write one account and region's reads into the database and its SyncResult.
+
+    Never raises (unless the database itself fails while recording the failure).
+    """
+    account, region = result.account, result.region
+    result.started_at = read.started_at  # when its reads began, not when it was queued
+    if read.error is not None:
+        if isinstance(read.error, aws.AwsError):
+            result.api_calls = 1
+        else:
+            log.error("Sync of %s %s failed", account.name, region, exc_info=read.error)
+        _fail(result, read.error)
         return result
-    except Exception as exc:
-        log.exception("Sync of %s %s failed", account.name, region)
-        _fail(result, exc)
-        return result
+    fetched = read.fetched
 
     now = timezone.now()
     try:
@@ -545,17 +550,32 @@ def run_sync(
     pairs = scopes(account_name, region)
     requested_by = user if user is not None and getattr(user, "is_authenticated", False) else None
     run = SyncRun.objects.create(trigger=trigger, requested_by=requested_by)
-    results: list[SyncResult] = []
     try:
-        for account, account_region in pairs:
-            results.append(_sync_scope(run, account, account_region))
+        # Every scope's row first, in the scopes' order (the pks follow it): a running
+        # sync shows each scope it covers as running until that scope is recorded.
+        results = [
+            SyncResult.objects.create(run=run, account=account, region=account_region)
+            for account, account_region in pairs
+        ]
+        read_scopes(pairs, lambda index, read: _sync_scope(results[index], read))
         run.status = _overall(results)
     finally:
         if run.status == SyncStatus.RUNNING:  # something escaped: say so, then re-raise
             run.status = SyncStatus.FAILED
+            _abandon(run)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
     return run
+
+
+def _abandon(run: SyncRun) -> None:
+    """Close the scopes a run that stopped early never recorded: failed, with the reason."""
+    entry = error_entry(
+        "", "The sync stopped before this account and region was recorded.", "InternalError"
+    )
+    SyncResult.objects.filter(run=run, finished_at__isnull=True).update(
+        failed=True, errors=[entry], finished_at=timezone.now()
+    )
 
 
 def refresh_connection(connection: VpnConnection) -> VpnConnection:

@@ -105,6 +105,30 @@ def test_database_url_selects_postgresql(tmp_path):
     assert shown["engine"] == "django.db.backends.postgresql"
     assert shown["name"] == "vpnctl_prod"
     assert shown["host"] == "db.internal"
+    # No JIT compilation of vpnctl's short queries (bench/pages.py: the dashboard).
+    assert shown["options"]["options"] == "-c jit=off"
+
+
+def test_postgresql_jit_off_keeps_options_from_the_url(tmp_path):
+    shown = started(
+        start_django(
+            tmp_path,
+            SECRET_KEY=GOOD_KEY,
+            DATABASE_URL="postgres://vpnctl:pw@db.internal:5432/vpnctl_prod?sslmode=require",
+        )
+    )
+    assert shown["options"]["sslmode"] == "require"
+    assert shown["options"]["options"] == "-c jit=off"
+
+
+def test_postgresql_has_jit_off_in_its_sessions(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: DATABASE_URL selects it (CI runs the suite on both)")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
 
 
 def test_sqlite_is_the_default_with_immediate_transactions(tmp_path):

@@ -140,6 +140,12 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
     }
+    # No JIT: the dashboard's aggregate over every tunnel is estimated above jit_above_cost
+    # once the tables have statistics, and compiling it took 100 ms of a 171 ms query
+    # (1.8 s of 2.0 s before it was rewritten); vpnctl's queries are short (bench/pages.py).
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 else:
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -394,10 +400,10 @@ AWS_SYNC_CONCURRENCY = env_int("VPNCTL_AWS_SYNC_CONCURRENCY", 8)
 SYNC_SCOPE_WORKERS = env_int("VPNCTL_SYNC_SCOPE_WORKERS", 4)
 # Client-side token buckets per AWS account and region, shared by every caller in the
 # process (maintenance/aws.py). Defaults are EC2's own: reads 100 burst, 20 per second;
-# mutating calls 50 burst, 5 per second. Lower them if other tools use the same account.
+# mutating calls 50 burst, 5 per second; vpnctl's reads take AWS_READ_SHARE of the first.
 AWS_READ_RATE = float(env_str("VPNCTL_AWS_READ_RATE", "20"))
 AWS_READ_BURST = float(env_str("VPNCTL_AWS_READ_BURST", "100"))
-# The share of that read bucket (rate and burst alike) vpnctl's reads take per account and
+# The share of EC2's read bucket (rate and burst alike) vpnctl's reads take per account and
 # region, leaving the rest to Terraform, the console and other tools: 0.5 of 20/s and 100 is
 # 10/s and 50. Applied to every read in maintenance/aws/limiter.py; above 0, at most 1.
 _READ_SHARE = env_str("VPNCTL_AWS_READ_SHARE", "0.5")

@@ -4,6 +4,11 @@ EC2 throttles each account and region with token buckets. A client-side bucket o
 shape (``settings.AWS_READ_RATE`` / ``AWS_READ_BURST``, and the write pair) is shared by every
 caller in the process and paces each HTTP attempt, retries included, so a large sync runs at
 EC2's refill rate instead of bouncing off ``RequestLimitExceeded``.
+
+EC2's read bucket is the whole account's, shared with Terraform, the console and every other
+tool. vpnctl's reads (sync, preflight, watching) take only ``settings.AWS_READ_SHARE`` of it:
+the read bucket is built here with the rate *and* the burst scaled by the share (0.5 of
+20/s and 100: 10/s and 50), so the rest is always left to the others.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 # The two kinds of call: each has its own rate bucket and its own client configuration.
 READ = "read"
@@ -69,16 +75,29 @@ class TokenBucket:
 _buckets: dict[tuple[str, ...], TokenBucket] = {}
 
 
+def read_share() -> float:
+    """``settings.AWS_READ_SHARE``, checked: above 0 and at most 1."""
+    share = settings.AWS_READ_SHARE
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ImproperlyConfigured(
+            f"VPNCTL_AWS_READ_SHARE must be a number above 0 and at most 1 (the share of "
+            f"EC2's read rate and burst that vpnctl uses), not {share!r}."
+        )
+    return float(share)
+
+
 def _bucket(account: Any, region: str, kind: str) -> TokenBucket:
     """The rate bucket of an AWS account, region and kind of call (caller holds clients._lock).
 
-    Keyed by the AWS account number, not the vpnctl row: EC2 counts per AWS account.
+    Keyed by the AWS account number, not the vpnctl row: EC2 counts per AWS account. The
+    read bucket is vpnctl's share of EC2's: rate and burst both scaled by ``read_share()``.
     """
     key = (str(account.account_id), region, kind)
     bucket = _buckets.get(key)
     if bucket is None:
         if kind == READ:
-            bucket = TokenBucket(settings.AWS_READ_RATE, settings.AWS_READ_BURST)
+            share = read_share()
+            bucket = TokenBucket(settings.AWS_READ_RATE * share, settings.AWS_READ_BURST * share)
         else:
             bucket = TokenBucket(settings.AWS_WRITE_RATE, settings.AWS_WRITE_BURST)
         _buckets[key] = bucket
