@@ -117,6 +117,7 @@ def admin_pages(s: Any) -> dict[str, str]:
         "AuditEvent ?account": f"{base}/auditevent/?account__id__exact={s.account}",
         "AuditEvent ?action": f"{base}/auditevent/?action__exact=maintenance.applied_by_aws",
         "AuditEvent last page": f"{base}/auditevent/?p={audit_last}",
+        "AuditEvent middle page": f"{base}/auditevent/?p={max(1, audit_last // 2)}",
         "SyncRun": f"{base}/syncrun/",
     }
 
@@ -128,12 +129,12 @@ def _deep_page(s: Any) -> int:
 
 def page_list(s: Any) -> list[Page]:
     """Every page of the product, with the rows of ``seed_fleet.samples()``."""
-    audit_last = max(1, math.ceil(s.audit_events / 50))
     fetch = (("X-Requested-With", "fetch"),)  # request-live.js's refresh
     return [
         Page("dashboard", "/", "VpnConnection"),
         Page("connections", "/connections/", "VpnConnection"),
         Page("connections ?pending=yes", "/connections/?pending=yes", "VpnConnection"),
+        Page("connections ?aws_applied=1", "/connections/?aws_applied=1", "VpnConnection"),
         Page("connections ?deadline_within=7", "/connections/?deadline_within=7", "VpnConnection"),
         Page(
             "connections ?no_approved_request=1",
@@ -178,13 +179,19 @@ def page_list(s: Any) -> list[Page]:
             "/audit/?action=maintenance.applied_by_aws",
             "AuditEvent ?action",
         ),
+        # The audit log pages by position in the chain: the oldest events, and a page deep
+        # in the middle of the log (as "Older" links reach it).
+        Page("audit oldest page", "/audit/?oldest=1", "AuditEvent last page"),
         Page(
-            f"audit last page ({audit_last})", f"/audit/?page={audit_last}", "AuditEvent last page"
+            "audit deep page",
+            f"/audit/?before={max(1, s.audit_events // 2)}",
+            "AuditEvent middle page",
         ),
         Page("timeline", "/timeline/", "ChangeRequest"),
         Page("calendar", "/calendar/", "ChangeRequest"),
         Page("calendar feed .ics", f"/calendar/{s.feed_token}.ics", "ChangeRequest", login=False),
         Page("sync runs", "/sync/", "SyncRun"),
+        Page("sync run", f"/sync/{s.sync_run}/", "SyncRun"),
         Page("preferences", "/preferences/", None),
     ]
 

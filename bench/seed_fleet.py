@@ -1167,6 +1167,7 @@ class Samples:
     feed_token: str
     connections: int
     audit_events: int
+    sync_run: int  # the newest sync run
 
 
 def samples() -> Samples:
@@ -1212,4 +1213,5 @@ def samples() -> Samples:
         feed_token=feed.token if feed else "",
         connections=VpnConnection.objects.count(),
         audit_events=AuditEvent.objects.aggregate(n=Max("seq"))["n"] or 0,
+        sync_run=SyncRun.objects.aggregate(n=Max("pk"))["n"] or 0,
     )
