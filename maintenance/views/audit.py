@@ -9,6 +9,7 @@ small (VERIFY_ON_PAGE_LIMIT events); past that it says so and points at
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -126,6 +127,12 @@ ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 def detail_label(key: str) -> str:
+    return _label_in(key, translation.get_language())
+
+
+@functools.lru_cache(maxsize=1024)
+def _label_in(key: str, language: str | None) -> str:
+    # The page shows fifty events of a dozen labels each: translated once per language.
     return str(DETAIL_LABELS.get(key) or _FIELD_LABELS.get(key) or key.replace("_", " "))
 
 
