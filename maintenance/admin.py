@@ -37,9 +37,17 @@ from .texts import N_, Text
 _ACCOUNT_AUDITED = ["name", "account_id", "role_arn", "regions", "enabled"]
 
 
+# Who decides its requests: audited with the rest, under its own message when it changes.
+_APPROVERS_AUDITED = ["approver_groups", "approver_users", "required_approvals"]
+
+
 def _account_snapshot(account: AwsAccount) -> dict[str, Any]:
     snapshot = {field: getattr(account, field) for field in _ACCOUNT_AUDITED}
     snapshot["external_id_set"] = bool(account.external_id)
+    named = account.named_approvers()
+    snapshot["approver_groups"] = [name for _pk, name in named.groups]
+    snapshot["approver_users"] = [name for _pk, name in named.users]
+    snapshot["required_approvals"] = account.required_approvals
     return snapshot
 
 
@@ -72,33 +80,45 @@ class AwsAccountAdmin(admin.ModelAdmin):
     list_display = ["name", "account_id", "role_arn", "regions_display", "enabled"]
     list_filter = ["enabled"]
     search_fields = ["name", "account_id", "role_arn"]
+    filter_horizontal = ["approver_groups", "approver_users"]
 
     @admin.display(description=_("regions"))
     def regions_display(self, obj: AwsAccount) -> str:
         return ", ".join(obj.regions or [])
 
     def save_model(self, request: HttpRequest, obj: AwsAccount, form: Any, change: bool) -> None:
-        """Save and audit in one transaction: who changed which account, before and after."""
-        before = None
-        if change:
-            old = AwsAccount.objects.filter(pk=obj.pk).first()
-            before = _account_snapshot(old) if old else None
+        """Save, keeping the account as it was for save_related's audit event."""
+        old = AwsAccount.objects.filter(pk=obj.pk).first() if change else None
+        # On the form, which lives for this one request (the ModelAdmin is shared).
+        form.audit_before = _account_snapshot(old) if old else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Save the approvers and audit: who changed which account, before and after.
+
+        The many-to-many fields are saved only here, after save_model; the admin's change
+        view holds both in one transaction, so the account and its event commit together.
+        """
+        obj = form.instance
+        before = getattr(form, "audit_before", None)
         with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            after = _account_snapshot(obj)
-            if before != after:
-                AuditEvent.record(
-                    AuditAction.ACCOUNT_CHANGED,
-                    actor=request.user,
-                    account=obj,
-                    message=Text(
-                        N_("Account %(name)s changed.")
-                        if change
-                        else N_("Account %(name)s added."),
-                        name=obj.name,
-                    ),
-                    details={"before": before, "after": after},
-                )
+            super().save_related(request, form, formsets, change)
+            after = _account_snapshot(AwsAccount.objects.get(pk=obj.pk))
+            if before == after:
+                return
+            if not change:
+                message = N_("Account %(name)s added.")
+            elif before and any(before[k] != after[k] for k in _APPROVERS_AUDITED):
+                message = N_("Account %(name)s changed, with who decides its requests.")
+            else:
+                message = N_("Account %(name)s changed.")
+            AuditEvent.record(
+                AuditAction.ACCOUNT_CHANGED,
+                actor=request.user,
+                account=obj,
+                message=Text(message, name=obj.name),
+                details={"before": before, "after": after},
+            )
 
 
 class TunnelInline(ReadOnlyMixin, admin.TabularInline):

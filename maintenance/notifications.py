@@ -53,7 +53,11 @@ def after_commit(notice: Notice, request: Any) -> None:
 
 
 def approvers_for(request: Any) -> list:
-    """Active users who may decide on this request (never the requester)."""
+    """Active users who may decide on this request (never the requester).
+
+    Where its account names approvers (AwsAccount.may_decide), only those; for a batch's
+    request, those every account of the batch lets decide (a batch is decided whole).
+    """
     perm = Permission.objects.get(content_type__app_label="maintenance", codename="approve_change")
     users = (
         get_user_model()
@@ -62,11 +66,22 @@ def approvers_for(request: Any) -> list:
             is_active=True,
         )
         .exclude(pk=request.requester_id)
-        .exclude(email="")
-        .select_related("vpnctl_profile")
-        .distinct()
-        .order_by("username")
     )
+    siblings = (
+        request.batch.requests.select_related("tunnel__connection__account")
+        if request.batch_id
+        else [request]
+    )
+    accounts = list({r.tunnel.connection.account for r in siblings})
+    type(accounts[0]).read_named_approvers(accounts)  # one query for them all
+    for account in accounts:
+        named = account.named_approvers()
+        if named:
+            users = users.filter(
+                Q(groups__in=[pk for pk, _name in named.groups])
+                | Q(pk__in=[pk for pk, _name in named.users])
+            )
+    users = users.exclude(email="").select_related("vpnctl_profile").distinct().order_by("username")
     return list(users)
 
 

@@ -39,7 +39,7 @@ from maintenance.models import (
     ChangeRequest,
     UserProfile,
 )
-from tests.factories import make_connection, pending
+from tests.factories import make_account, make_connection, pending
 
 # ---------------------------------------------------------------------------------------
 # The URLs, as urlpatterns has them
@@ -502,6 +502,42 @@ def test_an_approver_cannot_decide_their_own_batch(approver, post_as):
     assert response.status_code == 400
     assert "You cannot approve or reject your own request." in response.content.decode()
     assert state() == before
+
+
+@pytest.fixture
+def restricted_world(requester, approver) -> World:
+    """The request and batch of World, on an account whose named approvers leave out the
+    `approver` persona: only members of "network-team" decide them."""
+    team = Group.objects.create(name="network-team")
+    account = make_account()
+    account.approver_groups.add(team)
+    return World(requester, approver)
+
+
+@pytest.mark.parametrize(
+    "name, thing, ok",
+    [
+        ("maintenance:request_decide", "change", REQUEST),
+        ("maintenance:batch_decide", "batch", BATCH),
+    ],
+)
+def test_an_approver_outside_the_accounts_named_approvers_is_refused(
+    name, thing, ok, restricted_world, approver, second_approver, post_as
+):
+    target = getattr(restricted_world, thing)
+    url = reverse(name, args=[target.pk])
+    data = {"decision": "approve", "comment": "fine"}
+    before = state()
+    response = post_as(approver, url, data)
+    assert response.status_code == 403
+    assert (
+        "Only the approvers named for account default may decide its requests: "
+        "groups network-team; users —." in response.content.decode()
+    )
+    assert state() == before
+    # A member of the named group passes where the approver role alone does not.
+    second_approver.groups.add(Group.objects.get(name="network-team"))
+    check_answer(post_as(User.objects.get(pk=second_approver.pk), url, data), ok, url)
 
 
 def test_the_calendar_feed_with_a_revoked_or_wrong_token_is_404(client, requester):

@@ -85,4 +85,14 @@ class AwsAccountForm(forms.ModelForm):
 
     class Meta:
         model = AwsAccount
-        fields = ["name", "account_id", "role_arn", "external_id", "regions", "enabled"]
+        fields = [
+            "name",
+            "account_id",
+            "role_arn",
+            "external_id",
+            "regions",
+            "enabled",
+            "approver_groups",
+            "approver_users",
+            "required_approvals",
+        ]

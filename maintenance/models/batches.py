@@ -16,7 +16,7 @@ from ..choices import ChangeKind, ChangeStatus, Decision, Notice
 from ..roles import has_perm
 from .approvals import Approval
 from .changes import ChangeRequest, create_checked
-from .inventory import Tunnel, ip_order
+from .inventory import AwsAccount, Tunnel, ip_order
 from .rules import check_submitter
 
 
@@ -114,10 +114,15 @@ class ChangeBatch(models.Model):
         """Whether `user` may approve or reject the batch now (uses prefetched approvals)."""
         if not has_perm(user, "maintenance.approve_change") or user.pk == self.requester_id:
             return False
-        return any(
-            r.status == ChangeStatus.PENDING_APPROVAL and not r.decided_by(user)
-            for r in self.requests.all()
-        )
+        waiting = [r for r in self.requests.all() if r.status == ChangeStatus.PENDING_APPROVAL]
+        return any(not r.decided_by(user) for r in waiting) and not self.refusals(user, waiting)
+
+    def refusals(self, user: Any, requests: list[ChangeRequest]) -> list[str]:
+        """Why `user` may not decide these requests: one sentence per account whose named
+        approvers leave them out (a batch is decided whole, so one such account refuses it)."""
+        accounts = {r.tunnel.connection.account_id: r.tunnel.connection.account for r in requests}
+        AwsAccount.read_named_approvers(accounts.values(), user)  # one query for them all
+        return [a.refusal() for _pk, a in sorted(accounts.items()) if not a.may_decide(user)]
 
     def approve(self, *, user: Any, comment: str = "") -> list[ChangeRequest]:
         """Approve every request of the batch still waiting, together, or none of them."""
@@ -143,6 +148,9 @@ class ChangeBatch(models.Model):
             )
             if not waiting:
                 raise ValidationError(_("No request of this batch is waiting for a decision."))
+            refusals = self.refusals(user, waiting)
+            if refusals:
+                raise PermissionDenied(" ".join(refusals))
             decided = set(
                 Approval.objects.current()
                 .filter(change_request__in=waiting, approver=user)

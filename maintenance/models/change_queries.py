@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce
 
 from ..choices import ChangeKind, ChangeStatus, PendingMaintenance
 from .approvals import Approval
+from .inventory import AwsAccount
 
 # rules.ends_after_deadline for an open request, in SQL.
 ENDS_AFTER_DEADLINE = Q(
@@ -36,9 +37,15 @@ class ChangeRequestQuerySet(models.QuerySet):
         decided = Approval.objects.current().filter(approver=user).values("change_request")
         return (
             self.filter(status=ChangeStatus.PENDING_APPROVAL)
+            .decidable_by(user)
             .exclude(requester=user)
             .exclude(pk__in=decided)
         )
+
+    def decidable_by(self, user: Any) -> ChangeRequestQuerySet:
+        """Requests whose account lets this approver decide (AwsAccount.may_decide in SQL)."""
+        closed = AwsAccount.objects.closed_to(user).values("pk")
+        return self.exclude(tunnel__connection__account_id__in=closed)
 
     def with_approval_counts(self) -> ChangeRequestQuerySet:
         """Annotate `approvals_valid`: the approvals that count (one query)."""

@@ -186,6 +186,7 @@ class ChangeRequest(models.Model):
             and has_perm(user, "maintenance.approve_change")
             and user != self.requester
             and not self.decided_by(user)
+            and self.tunnel.connection.account.may_decide(user)
         )
 
     @property
@@ -351,6 +352,8 @@ class ChangeRequest(models.Model):
         now = timezone.now()
         with transaction.atomic():
             request = self._locked()
+            if not request.tunnel.connection.account.may_decide(user):
+                raise PermissionDenied(request.tunnel.connection.account.refusal())
             if user == request.requester:
                 raise ValidationError(_("You cannot approve or reject your own request."))
             if request.status != ChangeStatus.PENDING_APPROVAL:
@@ -621,7 +624,7 @@ def create_checked(
         window_start=window_start,
         window_end=window_end,
         start_when_approved=start_when_approved,
-        required_approvals=max(1, settings.REQUIRED_APPROVALS),
+        required_approvals=tunnel.connection.account.approvals_needed(),
         created_at=now,
         updated_at=now,
         batch=batch,

@@ -10,15 +10,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import connections, models, transaction
-from django.db.models import Q, TextField
+from django.db.models import CharField, Q, TextField, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -39,6 +41,29 @@ from ..texts import N_, Text
 
 ROLE_ARN_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
+@dataclass(frozen=True)
+class NamedApprovers:
+    """Who an account names as its approvers, (pk, name) by name; none: any approver."""
+
+    groups: list[tuple[int, str]]
+    users: list[tuple[int, str]]
+
+    def __bool__(self) -> bool:
+        return bool(self.groups or self.users)
+
+
+class AwsAccountQuerySet(models.QuerySet):
+    def closed_to(self, user: Any) -> AwsAccountQuerySet:
+        """Accounts whose named approvers leave `user` out (AwsAccount.may_decide in SQL)."""
+        restricted = self.filter(
+            Q(approver_groups__isnull=False) | Q(approver_users__isnull=False)
+        ).values("pk")
+        named = AwsAccount.objects.filter(
+            Q(approver_users=user) | Q(approver_groups__user=user)
+        ).values("pk")
+        return self.filter(pk__in=restricted).exclude(pk__in=named)
 
 
 class AwsAccount(models.Model):
@@ -72,6 +97,36 @@ class AwsAccount(models.Model):
     )
     enabled = models.BooleanField(_("enabled"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    approver_groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="+",
+        verbose_name=_("approver groups"),
+        help_text=_(
+            "Only members of these groups (or the users below) may decide this account's "
+            "requests. None named: any approver."
+        ),
+    )
+    approver_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approver users"),
+        help_text=_("They still need the approver role."),
+    )
+    required_approvals = models.PositiveSmallIntegerField(
+        _("approvals needed"),
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(
+                1, _("At least one approval is needed; leave it empty for the global setting.")
+            )
+        ],
+        help_text=_("For requests submitted from now on. Empty: the global setting."),
+    )
+
+    objects = AwsAccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -119,6 +174,96 @@ class AwsAccount(models.Model):
                 errors.setdefault("regions", []).append(_("A region is listed twice."))
         if errors:
             raise ValidationError(errors)
+
+    # -- who decides its requests (AwsAccountQuerySet.closed_to is the same rule in SQL) --
+
+    def approvals_needed(self) -> int:
+        """The approvals a request on this account needs: its own number, else the global."""
+        return self.required_approvals or max(1, settings.REQUIRED_APPROVALS)
+
+    def named_approvers(self) -> NamedApprovers:
+        """Who it names as approvers (read once per instance: read_named_approvers)."""
+        if not hasattr(self, "_named_approvers"):
+            AwsAccount.read_named_approvers([self])
+        return self._named_approvers
+
+    @classmethod
+    def read_named_approvers(cls, accounts: Iterable[AwsAccount], user: Any = None) -> None:
+        """Read the named approvers of these accounts, and the groups of `user` if given
+        (for may_decide), in one query, whatever the number of accounts."""
+        accounts = list(accounts)
+        ids = {a.pk for a in accounts}
+        kind = CharField()
+        rows = cls.approver_groups.through.objects.filter(awsaccount_id__in=ids).values_list(
+            "awsaccount_id", Value("group", output_field=kind), "group_id", "group__name"
+        )
+        users = cls.approver_users.through.objects.filter(awsaccount_id__in=ids).values_list(
+            "awsaccount_id", Value("user", output_field=kind), "user_id", "user__username"
+        )
+        branches = [users]
+        if user is not None and user.pk is not None:
+            branches.append(
+                user.groups.through.objects.filter(user_id=user.pk).values_list(
+                    "user_id", Value("member", output_field=kind), "group_id", "group__name"
+                )
+            )
+        named: dict[int, dict[str, list[tuple[int, str]]]] = {
+            pk: {"group": [], "user": []} for pk in ids
+        }
+        member_of = set()
+        for owner, what, pk, name in rows.union(*branches, all=True):
+            if what == "member":
+                member_of.add(pk)
+            else:
+                named[owner][what].append((pk, name))
+        for account in accounts:
+            found = named[account.pk]
+            account._named_approvers = NamedApprovers(
+                groups=sorted(found["group"], key=lambda g: g[1]),
+                users=sorted(found["user"], key=lambda u: u[1]),
+            )
+        if user is not None and user.pk is not None:
+            user._vpnctl_group_ids = member_of
+
+    def may_decide(self, user: Any) -> bool:
+        """The one spelling of the rule: an approver, and one of the named ones if any are."""
+        if not has_perm(user, "maintenance.approve_change"):
+            return False
+        if not hasattr(self, "_named_approvers") or not hasattr(user, "_vpnctl_group_ids"):
+            AwsAccount.read_named_approvers([self], user)
+        named = self._named_approvers
+        if not named:
+            return True
+        return any(pk == user.pk for pk, _name in named.users) or any(
+            pk in user._vpnctl_group_ids for pk, _name in named.groups
+        )
+
+    def approvers_text(self) -> str:
+        """Who may decide its requests, for the request page."""
+        named = self.named_approvers()
+        if not named:
+            return str(_("Any approver"))
+        return str(
+            _("Approvers for account %(account)s: groups %(groups)s; users %(users)s")
+            % self._named(named)
+        )
+
+    def refusal(self) -> str:
+        """Why someone outside its named approvers may not decide."""
+        return str(
+            _(
+                "Only the approvers named for account %(account)s may decide its requests: "
+                "groups %(groups)s; users %(users)s."
+            )
+            % self._named(self.named_approvers())
+        )
+
+    def _named(self, named: NamedApprovers) -> dict[str, str]:
+        return {
+            "account": self.name,
+            "groups": ", ".join(name for _pk, name in named.groups) or "—",
+            "users": ", ".join(name for _pk, name in named.users) or "—",
+        }
 
 
 class VpnConnectionQuerySet(models.QuerySet):

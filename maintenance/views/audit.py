@@ -107,6 +107,8 @@ DETAIL_LABELS: dict[str, Any] = {
     "generation": gettext_lazy("Watch number"),
     "calling_aws_at": gettext_lazy("About to call AWS"),
     "required_approvals": gettext_lazy("Approvals needed"),
+    "approver_groups": gettext_lazy("Approver groups"),
+    "approver_users": gettext_lazy("Approver users"),
     "start_when_approved": gettext_lazy("As soon as approved"),
     "skip_tunnel_replacement": gettext_lazy("Skip tunnel replacement"),
     "username": gettext_lazy("Username"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -234,6 +234,9 @@ def batch_decide(request: HttpRequest, pk: int) -> HttpResponse:
         decide = batch.approve if verb == "approve" else batch.reject
         try:
             decided = decide(user=request.user, comment=form.cleaned_data["comment"])
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
+            return _render_batch(request, _get_batch_for_user(request, pk), form=form, status=403)
         except ValidationError as exc:
             add_model_errors(form, exc)
         else:

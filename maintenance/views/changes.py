@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -143,12 +143,17 @@ def _get_request_for_user(request: HttpRequest, pk: int) -> ChangeRequest:
     """The request, 404 if there is none, 403 if the user may not see requests."""
     require_perm(request, "maintenance.view_changerequest")
     return get_object_or_404(
-        ChangeRequest.objects.select_related(
-            "tunnel__connection__account", "requester"
-        ).prefetch_related(
+        ChangeRequest.objects.select_related("tunnel__connection__account", "requester")
+        # In the same query, so that the page has a query left for who may decide it.
+        .annotate(
+            last_synced_at=_last_sync(
+                OuterRef("tunnel__connection__account_id"), OuterRef("tunnel__connection__region")
+            )
+        )
+        .prefetch_related(
             Prefetch(
                 "approvals", queryset=Approval.objects.select_related("approver").order_by("at")
-            )
+            ),
         ),
         pk=pk,
     )
@@ -270,6 +275,17 @@ def _is_live(change: ChangeRequest, now: datetime) -> bool:
     ) and change.window_is_open(now)
 
 
+def _last_sync(account_id: Any, region: Any) -> Subquery:
+    """When the last sync that read this account and region without failing finished."""
+    return Subquery(
+        SyncResult.objects.filter(
+            account_id=account_id, region=region, failed=False, finished_at__isnull=False
+        )
+        .order_by("-finished_at")
+        .values("finished_at")[:1]
+    )
+
+
 def _aws_context(change: ChangeRequest, user: Any, now: datetime) -> dict[str, Any]:
     """When vpnctl last read the tunnel from AWS, the last "Refresh from AWS", the button.
 
@@ -281,17 +297,20 @@ def _aws_context(change: ChangeRequest, user: Any, now: datetime) -> dict[str, A
     connection = change.tunnel.connection
     if change.status not in ChangeStatus.CANCELLABLE:
         return {"can_refresh": False, "refresh_polls": False}
-    synced_at = (
-        SyncResult.objects.filter(
-            account_id=connection.account_id,
-            region=connection.region,
-            failed=False,
-            finished_at__isnull=False,
+    if hasattr(change, "last_synced_at"):  # annotated by _get_request_for_user
+        synced_at = change.last_synced_at
+    else:
+        synced_at = (
+            SyncResult.objects.filter(
+                account_id=connection.account_id,
+                region=connection.region,
+                failed=False,
+                finished_at__isnull=False,
+            )
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
         )
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
     read_at, read_by = max(
         [(t, by) for t, by in ((connection.refreshed_at, "refresh"), (synced_at, "sync")) if t],
         default=(None, None),
@@ -391,8 +410,11 @@ def _render_request(
     can_decide = change.can_decide(user)
     decide_note = ""
     if change.status == ChangeStatus.PENDING_APPROVAL and not can_decide:
+        account = change.tunnel.connection.account
         if user == change.requester:
             decide_note = _("You asked for this change, so others decide on it.")
+        elif user.has_perm("maintenance.approve_change") and not account.may_decide(user):
+            decide_note = account.refusal()
         elif user.has_perm("maintenance.approve_change"):
             decide_note = _("You have given your decision on this request.")
     # A form that is not shown any more (the request moved on meanwhile) still has its say.
@@ -417,6 +439,9 @@ def _render_request(
             "can_cancel": forms_shown["cancel"],
             "can_reschedule": can_reschedule,
             "decide_note": decide_note,
+            "deciders": change.tunnel.connection.account.approvers_text()
+            if change.status == ChangeStatus.PENDING_APPROVAL
+            else "",
             "decision_form": decision_form or DecisionForm(),
             "cancel_form": cancel_form or CancelForm(),
             "reschedule_form": reschedule_form,
