@@ -14,6 +14,11 @@ when that process dies, however it dies. The sentinel creates the file with its 
 before it forks the workers, the monitor and the pusher; each takes the lock for itself.
 With a single such lock in a process, the kernel's deadlock detection cannot misfire.
 
+These queues are the cluster's own, between its pusher, workers and monitor, whatever the
+broker: with Redis (``VPNCTL_Q_REDIS_URL``) the pusher takes tasks from Redis instead of the
+database and hands them on through the same ``task_queue``, so the stall and this lock are
+the same (tests/test_worker_stall.py runs on the database's queue).
+
 What it does not cover, and the sweeper's heartbeat does (``maintenance/liveness.py``): a
 worker killed in the microseconds between reading a task's length and its body, or while it
 holds one of django-q2's other locks (its timer, the queue's counter, the result queue's

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from . import aws, enqueue, liveness, sync, times
@@ -157,14 +158,13 @@ def _run(execution: Execution) -> str:
     if verdict == Preflight.BLOCKED:
         execution.block(reason)
         return "blocked"
-    if not execution.heartbeat():
-        return "execution ended meanwhile"
 
     before = _snapshot(account, connection, tunnel)
 
-    # 3. The durable "about to call" mark, then the one call.
+    # 3. The durable "about to call" mark (it says the worker is alive, too: no heartbeat of
+    #    its own, one write less), then the one call.
     if not execution.mark_calling_aws(before, settings.WATCH_TIMEOUT_MINUTES):
-        return "another worker holds the call"
+        return "the execution ended meanwhile, or another worker holds the call"
     try:
         if request.kind == ChangeKind.REPLACE:
             result = aws.replace_tunnel(
@@ -182,21 +182,28 @@ def _run(execution: Execution) -> str:
     except aws.AwsAmbiguousError as exc:
         # The call may or may not have reached AWS. Sending it again could replace the
         # tunnel twice, so vpnctl watches instead and lets the tunnel's state tell.
-        execution.record_unclear_answer(exc.code, exc.message)
+        unclear: aws.AwsAmbiguousError | None = exc
     except aws.AwsError as exc:
         execution.fail(
             Text(N_("AWS refused the change.")), error_code=exc.code, error_message=exc.message
         )
         return f"failed: {exc.code}"
     else:
-        execution.record_aws_answer(result.request_id)
+        unclear, request_id = None, result.request_id
 
-    # 4. Watch until done, in short tasks of their own: this worker is free at once.
+    # 4. Watch until done, in short tasks of their own: this worker is free at once. The
+    #    answer and the first look's booking are one transaction: on SQLite every write
+    #    transaction waits its turn for the one write lock (bench/queue_latency.py).
     delay = float(settings.WATCH_INTERVAL_SECONDS)
-    generation = execution.next_watch(execution.watch_generation, delay)
-    if generation is None:
-        return "watch handed elsewhere"
-    enqueue.watch_execution(execution.pk, generation, delay=delay)
+    with transaction.atomic():
+        if unclear is not None:
+            execution.record_unclear_answer(unclear.code, unclear.message)
+        else:
+            execution.record_aws_answer(request_id)
+        generation = execution.next_watch(execution.watch_generation, delay)
+        if generation is None:
+            return "watch handed elsewhere"
+        enqueue.watch_execution(execution.pk, generation, delay=delay)
     return "watching"
 
 
@@ -273,10 +280,11 @@ def watch_execution(execution_pk: int, generation: int) -> str:
     if outcome:
         return outcome
     delay = float(settings.WATCH_INTERVAL_SECONDS)
-    following = execution.next_watch(generation, delay)
-    if following is None:
-        return "a newer watch holds this execution"
-    enqueue.watch_execution(execution.pk, following, delay=delay)
+    with transaction.atomic():  # the hand-over and the next look's booking: one write
+        following = execution.next_watch(generation, delay)
+        if following is None:
+            return "a newer watch holds this execution"
+        enqueue.watch_execution(execution.pk, following, delay=delay)
     return "watching"
 
 
@@ -390,15 +398,48 @@ def _snapshot(account: Any, connection: VpnConnection, tunnel: Tunnel) -> dict[s
 
 
 # --------------------------------------------------------------------------------------
+# "Refresh from AWS" on a request page
+# --------------------------------------------------------------------------------------
+
+
+def refresh_connection(connection_pk: int) -> str:
+    """Read one connection fresh from AWS for an approver who asked; record how it ended.
+
+    Safe to run twice: a second delivery finds the ask answered and reads nothing. AWS's
+    refusal is kept on the connection (action, code, message) for the page to show.
+    """
+    connection = VpnConnection.objects.select_related("account").filter(pk=connection_pk).first()
+    if connection is None:
+        return "no such connection"
+    if not connection.refresh_waiting:
+        return "nothing to do: the refresh was answered already"
+    asked_at = connection.refresh_requested_at
+    try:
+        sync.refresh_connection(connection)
+    except aws.AwsError as exc:
+        connection.fail_refresh(asked_at, exc.as_dict(), timezone.now())
+        return f"AWS refused the read: {exc}"
+    except Exception:
+        # Not AWS's answer but a fault of ours: the page must not wait for good, and the
+        # details belong in the worker's log, not on a page.
+        connection.fail_refresh(asked_at, {"kind": "internal"}, timezone.now())
+        raise
+    connection.finish_refresh(asked_at, timezone.now())
+    return "refreshed"
+
+
+# --------------------------------------------------------------------------------------
 # The sweeper
 # --------------------------------------------------------------------------------------
 
 
 def sweep() -> dict[str, int]:
-    """Every minute: open windows, expire closed ones, reconcile silent executions."""
+    """Every minute: open windows, expire closed ones, reconcile silent executions, and
+    keep django-q2's results to their number."""
     now = timezone.now()
     liveness.beat(now)  # the worker's heartbeat: /healthz/, check_worker, the banner
     counts = {"started": 0, "expired": 0, "reconciled": 0}
+    counts["results_pruned"] = enqueue.prune_results(settings.Q_RESULTS_KEPT)
 
     for request in ChangeRequest.objects.filter(
         status__in=ChangeStatus.CANCELLABLE, window_end__lte=now

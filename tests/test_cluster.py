@@ -1,4 +1,7 @@
-"""A real django-q2 cluster (ORM broker, separate process) runs changes, and survives SIGKILL."""
+"""A real django-q2 cluster (separate process) runs changes, and survives SIGKILL.
+
+Each test runs with each broker: the database's own queue (ORM) and Redis.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,23 @@ from maintenance import sync, tasks
 from maintenance.choices import ChangeKind, ChangeStatus
 from maintenance.models import ChangeRequest, Execution, Tunnel
 from simulator import Timings, TunnelSpec
-from tests.cluster_helpers import SCHEDULER_PERIOD_SECONDS, kill, start_cluster, wait_for
+from tests.cluster_helpers import (
+    BROKERS,
+    SCHEDULER_PERIOD_SECONDS,
+    QueueBroker,
+    kill,
+    queue_broker,
+    start_cluster,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request) -> Iterator[QueueBroker]:
+    with queue_broker(request.param) as chosen:
+        yield chosen
 
 
 @pytest.fixture
@@ -56,7 +73,7 @@ def status_of(request: ChangeRequest) -> str:
 
 
 def test_cluster_runs_an_approved_change(
-    aws_server, accounts, cluster, requester, approver, settings
+    aws_server, accounts, broker, cluster, requester, approver, settings
 ):
     # Looks at a running change are booked through django-q2's scheduler, which wakes
     # every 30 s: the outage outlasts that, so a look is sure to see the tunnel DOWN.
@@ -64,7 +81,7 @@ def test_cluster_runs_an_approved_change(
         timings=Timings(replace_down_seconds=SCHEDULER_PERIOD_SECONDS + 10, modify_seconds=1)
     )
     request = make_request(aws_server, requester, approver)
-    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
+    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL, broker=broker))
 
     wait_for(lambda: status_of(request) in ChangeStatus.TERMINAL, timeout=150)
 
@@ -78,11 +95,13 @@ def test_cluster_runs_an_approved_change(
 
 
 def test_sigkill_mid_watch_then_reconciled_without_a_second_call(
-    aws_server, accounts, cluster, requester, approver, settings
+    aws_server, accounts, broker, cluster, requester, approver, settings
 ):
-    aws_server.configure(timings=Timings(replace_down_seconds=8, modify_seconds=1))
+    # Back UP by the time the new cluster looks (a few seconds after the call): that look,
+    # queued by the sweeper, ends the change rather than the scheduler's round 30 s later.
+    aws_server.configure(timings=Timings(replace_down_seconds=1, modify_seconds=1))
     request = make_request(aws_server, requester, approver)
-    first = start_cluster(settings.AWS_ENDPOINT_URL)
+    first = start_cluster(settings.AWS_ENDPOINT_URL, broker=broker)
     cluster.append(first)
 
     # Kill the whole cluster once the call has gone out and the tunnel is being watched.
@@ -96,7 +115,7 @@ def test_sigkill_mid_watch_then_reconciled_without_a_second_call(
     assert status_of(request) == ChangeStatus.RUNNING
 
     # A new cluster comes up; the sweeper finds the silent execution and hands it on.
-    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL))
+    cluster.append(start_cluster(settings.AWS_ENDPOINT_URL, broker=broker))
     settings.STALE_EXECUTION_SECONDS = 1
     time.sleep(1.5)
     assert tasks.sweep()["reconciled"] == 1

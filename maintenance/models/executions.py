@@ -194,22 +194,23 @@ class Execution(models.Model):
     def record_unclear_answer(self, code: str, message: str) -> None:
         """The call may or may not have reached AWS: keep AWS's words, decide later."""
         now = timezone.now()
-        Execution.objects.filter(pk=self.pk).update(
-            aws_error_code=code, aws_error_message=message, heartbeat_at=now
-        )
-        self.aws_error_code, self.aws_error_message = code, message
-        self.step(
-            Text(
-                N_(
-                    "AWS did not answer clearly (%(code)s: %(message)s). vpnctl does not send the "
-                    "change again; it watches the tunnel to learn whether AWS acted."
+        with transaction.atomic():
+            Execution.objects.filter(pk=self.pk).update(
+                aws_error_code=code, aws_error_message=message, heartbeat_at=now
+            )
+            self.aws_error_code, self.aws_error_message = code, message
+            self.step(
+                Text(
+                    N_(
+                        "AWS did not answer clearly (%(code)s: %(message)s). vpnctl does not "
+                        "send the change again; it watches the tunnel to learn whether AWS acted."
+                    ),
+                    code=code,
+                    message=message,
                 ),
-                code=code,
-                message=message,
-            ),
-            level=StepLevel.WARNING,
-            at=now,
-        )
+                level=StepLevel.WARNING,
+                at=now,
+            )
 
     def observe(self, tunnel: Tunnel, connection: VpnConnection) -> None:
         """Note what a watch poll saw, each first time as a step and an audit event: the
