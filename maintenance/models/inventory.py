@@ -645,3 +645,18 @@ class SyncResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.region} in run {self.run_id}"
+
+    @staticmethod
+    def clean_read_times(account_id: Any, region: Any) -> models.QuerySet:
+        """When syncs read this account and region without failing, newest first.
+
+        Values (``.first()``) or a subquery (``Subquery(...[:1])`` with OuterRefs): the
+        connection page's and the request page's "last confirmed by a sync".
+        """
+        return (
+            SyncResult.objects.filter(
+                account_id=account_id, region=region, failed=False, finished_at__isnull=False
+            )
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+        )

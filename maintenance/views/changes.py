@@ -277,13 +277,7 @@ def _is_live(change: ChangeRequest, now: datetime) -> bool:
 
 def _last_sync(account_id: Any, region: Any) -> Subquery:
     """When the last sync that read this account and region without failing finished."""
-    return Subquery(
-        SyncResult.objects.filter(
-            account_id=account_id, region=region, failed=False, finished_at__isnull=False
-        )
-        .order_by("-finished_at")
-        .values("finished_at")[:1]
-    )
+    return Subquery(SyncResult.clean_read_times(account_id, region)[:1])
 
 
 def _aws_context(change: ChangeRequest, user: Any, now: datetime) -> dict[str, Any]:
@@ -300,17 +294,7 @@ def _aws_context(change: ChangeRequest, user: Any, now: datetime) -> dict[str, A
     if hasattr(change, "last_synced_at"):  # annotated by _get_request_for_user
         synced_at = change.last_synced_at
     else:
-        synced_at = (
-            SyncResult.objects.filter(
-                account_id=connection.account_id,
-                region=connection.region,
-                failed=False,
-                finished_at__isnull=False,
-            )
-            .order_by("-finished_at")
-            .values_list("finished_at", flat=True)
-            .first()
-        )
+        synced_at = SyncResult.clean_read_times(connection.account_id, connection.region).first()
     read_at, read_by = max(
         [(t, by) for t, by in ((connection.refreshed_at, "refresh"), (synced_at, "sync")) if t],
         default=(None, None),

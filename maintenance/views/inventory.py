@@ -99,17 +99,7 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connection = _get_connection_for_user(request, pk)
     tunnels = _ordered_tunnels(connection)
     with_control = [t for t in tunnels if t.lifecycle_control]
-    last_confirmed = (
-        SyncResult.objects.filter(
-            account_id=connection.account_id,
-            region=connection.region,
-            failed=False,
-            finished_at__isnull=False,
-        )
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
+    last_confirmed = SyncResult.clean_read_times(connection.account_id, connection.region).first()
     return render(
         request,
         "maintenance/connection_detail.html",
