@@ -124,12 +124,21 @@ class AuditAction(models.TextChoices):
     # Signing in.
     LOGIN_FAILED = "auth.login_failed", _("sign-in failed")
     LOGIN_LOCKED_OUT = "auth.locked_out", _("sign-in locked out")
+    LOGIN_SUCCEEDED = "auth.login", _("signed in")
+    ROLES_FROM_IDP = "auth.roles_from_idp", _("roles set from the identity provider")
+    SSO_REFUSED = "auth.sso_refused", _("single sign-on answer refused")
+    # API tokens.
+    API_TOKEN_CREATED = "token.created", _("API token created")
+    API_TOKEN_NEW_ADDRESS = "token.new_address", _("API token used from a new address")
+    API_TOKEN_REVOKED = "token.revoked", _("API token revoked")
     # Administration.
     ACCOUNT_CHANGED = "account.changed", _("account settings changed")
     BLACKOUT_CHANGED = "blackout.changed", _("blackout period changed")
     BLACKOUT_DELETED = "blackout.deleted", _("blackout period deleted")
     CALENDAR_FEED_ISSUED = "calendar.issued", _("calendar URL created")
     CALENDAR_FEED_REVOKED = "calendar.revoked", _("calendar URL revoked")
+    CHAT_CHANNEL_CHANGED = "chat.changed", _("chat channel changed")
+    CHAT_CHANNEL_DELETED = "chat.deleted", _("chat channel deleted")
 
 
 class StepLevel(models.TextChoices):

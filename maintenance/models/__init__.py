@@ -8,7 +8,8 @@
   ``change_queries``); ``approvals``: the decisions;
 - ``executions``: the one execution of an approved change, and its steps;
 - ``batches``: lifecycle control for many tunnels at once;
-- ``operations``: preferences, blackouts, calendar feeds, reminders, the worker's heartbeat.
+- ``operations``: preferences, blackouts, calendar feeds, reminders, the worker's heartbeat;
+- ``access``: personal API tokens; ``chat``: chat channels and their deliveries.
 
 Imports run one way: inventory ← audit ← operations ← rules ← changes ← batches, with
 approvals and executions beside changes (they name the request by its model's name).
@@ -16,10 +17,12 @@ Outside this package models use only leaves: choices, roles, times, texts, enque
 notifications (tests/test_layout.py checks it).
 """
 
+from .access import ApiToken
 from .approvals import Approval
 from .audit import GENESIS_HASH, AuditChainHead, AuditEvent, AuditLogError, canonical_json
 from .batches import ChangeBatch
 from .changes import ChangeRequest, create_checked
+from .chat import ChatChannel, ChatDelivery, ChatEvent, ChatKind, DeliveryStatus
 from .executions import Execution, ExecutionStep
 from .inventory import (
     AwsAccount,
@@ -42,6 +45,7 @@ from .rules import check_rules, check_submitter, deadline_refusal, ends_after_de
 
 __all__ = [
     "GENESIS_HASH",
+    "ApiToken",
     "Approval",
     "AuditChainHead",
     "AuditEvent",
@@ -51,6 +55,11 @@ __all__ = [
     "CalendarFeed",
     "ChangeBatch",
     "ChangeRequest",
+    "ChatChannel",
+    "ChatDelivery",
+    "ChatEvent",
+    "ChatKind",
+    "DeliveryStatus",
     "Execution",
     "ExecutionStep",
     "ReminderSent",
