@@ -141,6 +141,16 @@ class AuditAction(models.TextChoices):
     CHAT_CHANNEL_DELETED = "chat.deleted", _("chat channel deleted")
 
 
+class HealthMeaning(models.TextChoices):
+    """What an AWS Health event's type code means to vpnctl (health_events.MEANINGS)."""
+
+    REDUNDANCY_LOSS = "redundancy_loss", _("a tunnel is down: the connection lost redundancy")
+    SINGLE_TUNNEL = "single_tunnel", _("only one tunnel is configured or up")
+    MAINTENANCE_SCHEDULED = "maintenance_scheduled", _("tunnel endpoint maintenance available")
+    MAINTENANCE_COMPLETED = "maintenance_completed", _("tunnel endpoint maintenance completed")
+    UNKNOWN = "unknown", _("not known to vpnctl: stored and shown, not acted upon")
+
+
 class StepLevel(models.TextChoices):
     """How an execution step, or a line of a request's timeline, reads: its colour."""
 
