@@ -193,6 +193,14 @@ def page_list(s: Any) -> list[Page]:
         Page("sync runs", "/sync/", "SyncRun"),
         Page("sync run", f"/sync/{s.sync_run}/", "SyncRun"),
         Page("preferences", "/preferences/", None),
+        Page("chat channels", "/chat/", None),
+        Page("chat channel form", "/chat/new/", None),
+        Page("chat delivery log", "/chat/deliveries/", None),
+        Page("plan", "/plan/", "Tunnel"),
+        Page("plan ?problem", "/plan/?problem=nothing_planned", "Tunnel"),
+        Page("policies", "/policies/", None),
+        Page("policy", f"/policies/{s.policy}/", None),
+        Page("health events", "/health-events/", None),
     ]
 
 

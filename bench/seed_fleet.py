@@ -67,6 +67,9 @@ from maintenance.models import (
     ChangeRequest,
     Execution,
     ExecutionStep,
+    HealthEvent,
+    MaintenancePolicy,
+    PolicyApproval,
     SyncResult,
     SyncRun,
     Tunnel,
@@ -1137,6 +1140,7 @@ def seed(connections: int = 5000, *, rng_seed: int = 7, log=None) -> Fleet:
                 ("Payments peak", 9, 12, inv["accounts"][-1]),
             ]
         )
+        counts.update(_fleet_automation(rng, sizes, now, users, inv))
         _background_events(rng, sizes, now, users, inv, chain)
         counts["audit events"] = chain.write()
         say(f"audit events: {counts['audit events']}")
@@ -1144,6 +1148,55 @@ def seed(connections: int = 5000, *, rng_seed: int = 7, log=None) -> Fleet:
     # After the bulk chain, through the model: its own event continues the chain.
     CalendarFeed.issue(users["lead"])
     return Fleet(sizes=sizes, counts=counts, lead=users["lead"])
+
+
+def _fleet_automation(rng: random.Random, sizes: Sizes, now: datetime, users: dict, inv: dict):
+    """Three maintenance policies (one approved as a standard change) and a Health event
+    for every tenth connection, a few naming connections vpnctl does not know."""
+    specs = [
+        ("prod-weekend", {"env": "prod"}, "Asia/Tokyo", [(6, 2, 4), (5, 2, 4)]),
+        ("staging-weeknights", {"env": "staging"}, "Europe/Berlin", [(1, 22, 2), (3, 22, 2)]),
+        ("tokyo-offices", {"site": SITES[0]}, "Asia/Tokyo", [(2, 1, 3)]),
+    ]
+    policies = []
+    for name, tags, zone, windows in specs:
+        policy = MaintenancePolicy.objects.create(
+            name=name,
+            tags=tags,
+            time_zone=zone,
+            windows=[[d, f"{a:02d}:00", f"{b:02d}:00"] for d, a, b in windows],
+            kinds=[ChangeKind.REPLACE],
+            standard_from=now - timedelta(days=7),
+            standard_until=now + timedelta(days=90),
+        )
+        policies.append(policy)
+    for approver in users["approvers"][:2]:
+        PolicyApproval.objects.create(
+            policy=policies[0], approver=approver, fingerprint=policies[0].fingerprint()
+        )
+    connections = inv["connections"][::10]
+    events = HealthEvent.objects.bulk_create(
+        HealthEvent(
+            event_arn=f"arn:aws:health:{c.region}::event/VPN/AWS_VPN_REDUNDANCY_LOSS/{i:08d}",
+            communication_id=f"{i:08d}-1",
+            type_code="AWS_VPN_REDUNDANCY_LOSS" if i % 7 else "AWS_VPN_SOMETHING_NEW",
+            meaning="redundancy_loss" if i % 7 else "unknown",
+            aws_account_id=c.account.account_id,
+            region=c.region,
+            account=c.account,
+            started_at=now - timedelta(hours=i),
+            description="Your VPN connection lost redundancy.",
+            unknown_connection_ids=[] if i % 13 else [f"vpn-{i:017x}"],
+            received_at=now - timedelta(hours=i),
+        )
+        for i, c in enumerate(connections)
+    )
+    links = HealthEvent.connections.through
+    links.objects.bulk_create(
+        links(healthevent_id=e.pk, vpnconnection_id=c.pk)
+        for e, c in zip(events, connections, strict=True)
+    )
+    return {"policies": len(policies), "health events": len(events)}
 
 
 # --------------------------------------------------------------------------------------
@@ -1168,6 +1221,7 @@ class Samples:
     connections: int
     audit_events: int
     sync_run: int  # the newest sync run
+    policy: int = 0  # the policy approved as a standard change
 
 
 def samples() -> Samples:
@@ -1214,4 +1268,8 @@ def samples() -> Samples:
         connections=VpnConnection.objects.count(),
         audit_events=AuditEvent.objects.aggregate(n=Max("seq"))["n"] or 0,
         sync_run=SyncRun.objects.aggregate(n=Max("pk"))["n"] or 0,
+        policy=MaintenancePolicy.objects.filter(approvals__isnull=False)
+        .values_list("pk", flat=True)
+        .first()
+        or 0,
     )

@@ -12,11 +12,14 @@ from typing import Any
 from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .choices import AuditAction
 from .forms.accounts import AwsAccountForm
+from .forms.policies import MaintenancePolicyForm
 from .models import (
+    ApiToken,
     Approval,
     AuditEvent,
     AwsAccount,
@@ -25,6 +28,8 @@ from .models import (
     ChangeRequest,
     Execution,
     ExecutionStep,
+    HealthEvent,
+    MaintenancePolicy,
     SyncResult,
     SyncRun,
     Tunnel,
@@ -314,3 +319,62 @@ class CalendarFeedAdmin(ReadOnlyMixin, admin.ModelAdmin):
     search_fields = ["user__username"]
     list_select_related = ["user"]
     fields = ["user", "created_at", "revoked_at"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Everyone's API tokens, by prefix (the token is never stored); an admin can revoke
+    one that leaked, audited as theirs."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at"]
+    list_display += ["last_used_ip", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["user__username", "name", "prefix"]
+    list_select_related = ["user"]
+    fields = [*list_display]
+    actions = ["revoke"]
+
+    @admin.action(description=_("Revoke the selected API tokens"))
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        revoked = sum(token.revoke(user=request.user) for token in queryset)
+        self.message_user(request, _("%(n)d API token(s) revoked.") % {"n": revoked})
+
+
+@admin.register(MaintenancePolicy)
+class MaintenancePolicyAdmin(admin.ModelAdmin):
+    """Policies are edited here; their standard-change approvals are given on their page.
+
+    Saving records the edit; when what a standard change approves changed (selector,
+    windows, kinds, period), the approval is void and approved drafts not yet run wait for
+    a normal approval again (MaintenancePolicy.record_edit).
+    """
+
+    form = MaintenancePolicyForm
+    list_display = ["name", "enabled", "time_zone", "suspended_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["accounts", "approver_groups", "approver_users"]
+    readonly_fields = ["suspended_at", "suspended_by"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        old = MaintenancePolicy.objects.filter(pk=obj.pk).first() if change else None
+        form.fingerprint_before = old.fingerprint() if old else ""
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        with transaction.atomic():
+            super().save_related(request, form, formsets, change)
+            policy = MaintenancePolicy.objects.get(pk=form.instance.pk)
+            policy.record_edit(
+                user=request.user,
+                before=getattr(form, "fingerprint_before", ""),
+                now=timezone.now(),
+            )
+
+
+@admin.register(HealthEvent)
+class HealthEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["received_at", "type_code", "meaning", "aws_account_id", "region"]
+    list_filter = ["meaning", "region"]
+    search_fields = ["event_arn", "type_code", "unknown_connection_ids"]

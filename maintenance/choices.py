@@ -137,6 +137,12 @@ class AuditAction(models.TextChoices):
     BLACKOUT_DELETED = "blackout.deleted", _("blackout period deleted")
     CALENDAR_FEED_ISSUED = "calendar.issued", _("calendar URL created")
     CALENDAR_FEED_REVOKED = "calendar.revoked", _("calendar URL revoked")
+    # Fleet automation.
+    HEALTH_EVENT_RECEIVED = "health.received", _("AWS Health event received")
+    POLICY_CHANGED = "policy.changed", _("maintenance policy saved")
+    POLICY_APPROVED = "policy.approved", _("policy approved as a standard change")
+    POLICY_SUSPENDED = "policy.suspended", _("standard change suspended")
+    REQUEST_STANDARD_VOIDED = "request.standard_voided", _("standard change approval voided")
     CHAT_CHANNEL_CHANGED = "chat.changed", _("chat channel changed")
     CHAT_CHANNEL_DELETED = "chat.deleted", _("chat channel deleted")
 

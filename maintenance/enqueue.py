@@ -35,6 +35,7 @@ SCHEDULED_SYNC = "maintenance.sync.scheduled_sync"
 MANUAL_SYNC = "maintenance.sync.manual_sync"
 DEADLINE_REMINDERS = "maintenance.reminders.send_deadline_reminders"
 REFRESH_CONNECTION = "maintenance.tasks.refresh_connection"
+DELIVER_CHAT = "maintenance.chat.deliver"
 # Every path django-q2 may hold (tests check each one still resolves).
 STORED_TASK_PATHS = (
     EXECUTE_CHANGE,
@@ -44,6 +45,7 @@ STORED_TASK_PATHS = (
     MANUAL_SYNC,
     DEADLINE_REMINDERS,
     REFRESH_CONNECTION,
+    DELIVER_CHAT,
 )
 
 EXECUTIONS_GROUP = "vpnctl-executions"
@@ -100,6 +102,11 @@ def refresh_connection(connection_pk: int) -> str:
     name = f"refresh-connection-{connection_pk}-{time.time_ns()}"
     task(REFRESH_CONNECTION, connection_pk, name=name)
     return name
+
+
+def deliver_chat(delivery_pk: int) -> None:
+    """Queue one attempt at a chat message (the sweeper queues the retries)."""
+    task(DELIVER_CHAT, delivery_pk, name=f"chat-{delivery_pk}-{time.time_ns()}")
 
 
 def manual_sync(user: Any) -> str:

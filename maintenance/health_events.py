@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from .choices import HealthMeaning
@@ -33,15 +34,28 @@ VPN_ID = re.compile(r"^vpn-[0-9a-f]{8,17}$")
 
 # What vpnctl does with each code it knows: the codes seen in AWS's public samples. AWS has
 # not published the codes of "maintenance available" and "maintenance completed"; a code
-# not in this table is stored and shown, never acted upon, until it is added here.
+# not known is stored and shown, never acted upon, until an admin names it in
+# VPNCTL_HEALTH_EVENT_CODES (settings.HEALTH_EVENT_CODES, added to this table).
 MEANINGS: dict[str, HealthMeaning] = {
     "AWS_VPN_REDUNDANCY_LOSS": HealthMeaning.REDUNDANCY_LOSS,
     "AWS_VPN_SINGLE_TUNNEL_NOTIFICATION": HealthMeaning.SINGLE_TUNNEL,
 }
 
 
+def meaning_of(type_code: str) -> HealthMeaning:
+    known = {**MEANINGS, **getattr(settings, "HEALTH_EVENT_CODES", {})}
+    return HealthMeaning(known.get(type_code, HealthMeaning.UNKNOWN))
+
+
 class BadHealthEvent(ValueError):
     """The body is not an AWS Health event for VPN; the message says why."""
+
+    @classmethod
+    def too_large(cls) -> BadHealthEvent:
+        return cls(
+            _("The body is larger than %(limit)d KB, which no AWS Health event is.")
+            % {"limit": MAX_BODY_BYTES // 1024}
+        )
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,7 @@ class HealthNotice:
 
     @property
     def meaning(self) -> HealthMeaning:
-        return MEANINGS.get(self.type_code, HealthMeaning.UNKNOWN)
+        return meaning_of(self.type_code)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -71,10 +85,7 @@ class HealthNotice:
 def parse(body: bytes) -> HealthNotice:
     """Read one EventBridge delivery; raise BadHealthEvent saying what is wrong."""
     if len(body) > MAX_BODY_BYTES:
-        raise BadHealthEvent(
-            _("The body is larger than %(limit)d KB, which no AWS Health event is.")
-            % {"limit": MAX_BODY_BYTES // 1024}
-        )
+        raise BadHealthEvent.too_large()
     try:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

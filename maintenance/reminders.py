@@ -27,8 +27,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from .models import ChangeRequest, ReminderSent, Tunnel
+from .models import ChangeRequest, ChatEvent, ReminderSent, Tunnel, announce
+from .models.chat import listening
 from .notifications import in_words_of
+from .texts import N_, Text
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,32 @@ def recipients(tunnels: list[Tunnel]) -> dict[int, tuple[object, list[Tunnel]]]:
     return by_user
 
 
+def announce_deadlines(tunnels: list[Tunnel], day) -> None:
+    """Tell the chat channels of each due tunnel, once a day (a rerun announces nothing)."""
+    channels = listening(ChatEvent.DEADLINE_REMINDER)
+    if not channels:
+        return
+    with transaction.atomic():
+        for tunnel in tunnels:
+            announce(
+                ChatEvent.DEADLINE_REMINDER,
+                Text(
+                    N_(
+                        "AWS applies pending maintenance to %(connection)s tunnel %(ip)s "
+                        "(account %(account)s) by itself after %(deadline)s, and no change "
+                        "is planned before then."
+                    ),
+                    connection=tunnel.connection.vpn_connection_id,
+                    ip=tunnel.outside_ip,
+                    account=tunnel.connection.account.name,
+                    deadline=tunnel.maintenance_auto_applied_after,
+                ),
+                tunnel=tunnel,
+                once_key=f"deadline:{tunnel.pk}:{day.isoformat()}",
+                channels=channels,
+            )
+
+
 def send_deadline_reminders() -> int:
     """Send today's reminders. Returns how many emails were sent (0 on a second run)."""
     now = timezone.now()
@@ -101,6 +129,7 @@ def send_deadline_reminders() -> int:
     tunnels = due_tunnels(now, days)
     if not tunnels:
         return 0
+    announce_deadlines(tunnels, day)
     sent = 0
     for user, mine in recipients(tunnels).values():
         mine.sort(key=lambda t: (t.maintenance_auto_applied_after, t.pk))

@@ -1,7 +1,8 @@
 """vpnctl's roles as Django groups, and the permissions each one holds.
 
-Data migrations (0002_roles, 0004_roles_blackouts) apply them with ``sync_roles``; a
-change here needs a new data migration that calls it again.
+Data migrations (0002_roles, 0004_roles_blackouts, 0016_roles_chat, 0018_roles_fleet)
+apply them with ``sync_roles``; a change here needs a new data migration that calls it
+again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _VIEW_ALL = [
     "view_approval",
     "view_execution",
     "view_executionstep",
+    "view_maintenancepolicy",
+    "view_policyapproval",
+    "view_healthevent",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -40,6 +44,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "add_blackoutperiod",
         "change_blackoutperiod",
         "delete_blackoutperiod",
+        "view_chatchannel",
+        "add_chatchannel",
+        "change_chatchannel",
+        "delete_chatchannel",
+        "view_chatdelivery",
+        "add_maintenancepolicy",
+        "change_maintenancepolicy",
     ],
 }
 

@@ -40,12 +40,15 @@ from .models import (
     AuditEvent,
     AwsAccount,
     ChangeRequest,
+    ChatEvent,
     Execution,
     SyncResult,
     SyncRun,
     Tunnel,
     VpnConnection,
+    announce,
 )
+from .models.drafting import draft_pending
 from .sync_reads import Fetched, ScopeRead, capped, error_entry, fetch, read_scopes
 from .texts import N_, Text
 
@@ -377,21 +380,23 @@ def _write(plan: _Plan) -> None:
     for tunnel, previous, new in plan.applied:
         if tunnel.pk in explained:
             continue
+        message = Text(
+            N_(
+                "AWS applied maintenance to %(connection)s %(ip)s at %(at)s without a "
+                "vpnctl change."
+            ),
+            connection=tunnel.connection.vpn_connection_id,
+            ip=tunnel.outside_ip,
+            at=new,
+        )
         AuditEvent.record(
             AuditAction.MAINTENANCE_APPLIED_BY_AWS,
             actor_kind=ActorKind.AWS,
             tunnel=tunnel,
-            message=Text(
-                N_(
-                    "AWS applied maintenance to %(connection)s %(ip)s at %(at)s without a "
-                    "vpnctl change."
-                ),
-                connection=tunnel.connection.vpn_connection_id,
-                ip=tunnel.outside_ip,
-                at=new,
-            ),
+            message=message,
             details={"previous": times.iso(previous), "applied": times.iso(new)},
         )
+        announce(ChatEvent.APPLIED_BY_AWS, message, tunnel=tunnel)
 
 
 def _note_earlier_deadlines(moved: list[tuple[Tunnel, datetime | None]]) -> None:
@@ -565,6 +570,8 @@ def run_sync(
             _abandon(run)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
+    # What the sync found pending, the maintenance policies now draft (once per tunnel).
+    draft_pending(timezone.now())
     return run
 
 

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import aws, enqueue, liveness, sync, times
+from . import aws, chat, enqueue, liveness, sync, times
 from .choices import (
     BatchTurn,
     ChangeKind,
@@ -50,6 +50,7 @@ from .models import (
     deadline_refusal,
     ends_after_deadline,
 )
+from .models.drafting import draft_pending
 from .texts import N_, Text
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,15 @@ def preflight(
     """The safety checks on fresh data. Returns (Preflight verdict, reason)."""
     if request.compute_fingerprint() != request.fingerprint:
         return Preflight.BLOCKED, Text(N_("The request was altered after it was approved."))
-    if len(request.valid_approvals()) < request.required_approvals:
+    if request.standard_fingerprint:
+        if not request.standard_holds():
+            return Preflight.BLOCKED, Text(
+                N_(
+                    "The standard change that approved it no longer holds: its policy was "
+                    "edited or suspended, or its period ended."
+                )
+            )
+    elif len(request.valid_approvals()) < request.required_approvals:
         return Preflight.BLOCKED, Text(N_("The request no longer has the approvals it needs."))
     if connection.gone_at is not None:
         return Preflight.BLOCKED, Text(N_("The connection is gone from AWS."))
@@ -425,6 +434,8 @@ def refresh_connection(connection_pk: int) -> str:
         connection.fail_refresh(asked_at, {"kind": "internal"}, timezone.now())
         raise
     connection.finish_refresh(asked_at, timezone.now())
+    # A Health event may have announced maintenance: its policy drafts the request now.
+    draft_pending(timezone.now(), connection_ids=[connection.pk])
     return "refreshed"
 
 
@@ -434,8 +445,8 @@ def refresh_connection(connection_pk: int) -> str:
 
 
 def sweep() -> dict[str, int]:
-    """Every minute: open windows, expire closed ones, reconcile silent executions, and
-    keep django-q2's results to their number."""
+    """Every minute: open windows, expire closed ones, reconcile silent executions, queue
+    the chat messages due again, and keep django-q2's results to their number."""
     now = timezone.now()
     liveness.beat(now)  # the worker's heartbeat: /healthz/, check_worker, the banner
     counts = {"started": 0, "expired": 0, "reconciled": 0}
@@ -467,4 +478,5 @@ def sweep() -> dict[str, int]:
         execution.reconcile_lost_worker(generation)
         if execution.calling_aws_at is not None:
             enqueue.watch_execution(execution.pk, generation)
+    counts["chat_queued"] = chat.queue_due(now)  # retries: due ones, whatever restarted
     return counts

@@ -2,7 +2,19 @@
 
 from django.urls import path
 
-from .views import audit, batches, calendar, changes, dashboard, history, inventory, refresh
+from .views import (
+    audit,
+    batches,
+    calendar,
+    changes,
+    chat,
+    dashboard,
+    fleet,
+    history,
+    inventory,
+    refresh,
+    tokens,
+)
 
 app_name = "maintenance"
 
@@ -21,6 +33,8 @@ urlpatterns = [
     path("sync/now/", inventory.sync_now, name="sync_now"),
     path("sync/<int:pk>/", inventory.sync_run_detail, name="sync_run"),
     path("preferences/", inventory.preferences, name="preferences"),
+    path("preferences/tokens/new/", tokens.api_token_create, name="api_token_create"),
+    path("preferences/tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
     # Change workflow: add below.
     path(
         "tunnels/<int:tunnel_pk>/request/<str:kind>/",
@@ -54,4 +68,18 @@ urlpatterns = [
     path("calendar/revoke/", calendar.calendar_revoke, name="calendar_revoke"),
     path("calendar/<slug:token>.ics", calendar.calendar_feed, name="calendar_feed"),
     path("timeline/", calendar.timeline, name="timeline"),
+    # Chat channels (admins)
+    path("chat/", chat.channel_list, name="chat_channels"),
+    path("chat/new/", chat.channel_new, name="chat_channel_new"),
+    path("chat/<int:pk>/", chat.channel_edit, name="chat_channel"),
+    path("chat/<int:pk>/delete/", chat.channel_delete, name="chat_channel_delete"),
+    path("chat/<int:pk>/test/", chat.channel_test, name="chat_channel_test"),
+    path("chat/deliveries/", chat.delivery_log, name="chat_deliveries"),
+    # Fleet automation: the plan, maintenance policies, AWS Health events
+    path("plan/", fleet.plan, name="plan"),
+    path("policies/", fleet.policy_list, name="policies"),
+    path("policies/<int:pk>/", fleet.policy_detail, name="policy"),
+    path("policies/<int:pk>/approve/", fleet.policy_approve, name="policy_approve"),
+    path("policies/<int:pk>/suspend/", fleet.policy_suspend, name="policy_suspend"),
+    path("health-events/", fleet.health_events, name="health_events"),
 ]

@@ -10,6 +10,7 @@ AWS does not have (``CONTROL_PATH``):
   ..., <set_tunnel fields>}]}``, datetimes as ISO 8601 strings.
 - ``POST /moto-api/vpnctl/inject-fault``: the arguments of ``Simulator.inject_fault``.
 - ``GET  /moto-api/vpnctl/calls``: ``{"calls": {action: {outcome: count}}}``.
+- ``GET  /moto-api/vpnctl/tunnel-ips?connection_id=vpn-…``: ``{"outside_ips": [...]}``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from simulator.calls import Answer
 from simulator.constants import CONTROL_PATH, CONTROL_PROTOCOL
@@ -78,10 +80,20 @@ def _control_calls(request: Any, full_url: str, headers: Any) -> Answer:
     return _json_answer(200, {"calls": SIMULATOR.call_counts()})
 
 
+def _control_tunnel_ips(request: Any, full_url: str, headers: Any) -> Answer:
+    query = parse_qs(urlparse(full_url).query)
+    connection_id = (query.get("connection_id") or [""])[0]
+    try:
+        return _json_answer(200, {"outside_ips": SIMULATOR.tunnel_ips(connection_id)})
+    except UnknownConnection as exc:
+        return _json_answer(404, {"error": f"not found: {exc}"})
+
+
 # In the form of moto's url_paths, where "{0}" stands for the service's URL base.
 CONTROL_ROUTES: dict[str, Callable[[Any, str, Any], Answer]] = {
     "{0}" + CONTROL_PATH + "/ping": _control_ping,
     "{0}" + CONTROL_PATH + "/set-tunnels": _control_set_tunnels,
     "{0}" + CONTROL_PATH + "/inject-fault": _control_inject_fault,
     "{0}" + CONTROL_PATH + "/calls": _control_calls,
+    "{0}" + CONTROL_PATH + "/tunnel-ips": _control_tunnel_ips,
 }

@@ -9,7 +9,7 @@ from django.utils import translation
 
 from maintenance import roles
 
-pytest_plugins = ["tests.aws_fixtures"]
+pytest_plugins = ["tests.aws_fixtures", "tests.oidc_helpers"]
 
 
 @pytest.fixture(autouse=True)

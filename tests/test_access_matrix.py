@@ -32,6 +32,7 @@ from django.utils.crypto import get_random_string
 from maintenance import roles
 from maintenance.choices import ChangeKind, ChangeStatus
 from maintenance.models import (
+    ApiToken,
     Approval,
     AuditEvent,
     CalendarFeed,
@@ -98,6 +99,15 @@ BATCH = To("maintenance:batch")
 CALENDAR = To("maintenance:calendar")
 PREFERENCES = To("maintenance:preferences")
 SYNC_RUNS = To("maintenance:sync_runs")
+CHAT = To("maintenance:chat_channels")
+POLICY = To("maintenance:policy")
+CHAT_FORM = {
+    "name": "matrix",
+    "kind": "slack",
+    "url": "https://hooks.slack.com/services/T0/B0/matrix",
+    "events": ["failed"],
+    "enabled": "on",
+}
 
 PERSONAS = ("anonymous", "outsider", "requester", "approver", "admin", "auditor")
 FIXTURES = {
@@ -114,8 +124,11 @@ POST_ONLY = (LOGIN, 405, 405, 405, 405, 405)
 GET_ONLY = POST_ONLY
 AUDITORS = (LOGIN, 403, 403, 403, 200, 200)  # view_audit: admin and auditor
 REQUESTERS = (LOGIN, 403, 200, 403, 403, 403)  # request_change
+ADMINS = (LOGIN, 403, 403, 403, 200, 403)  # chat channels
 EVERYONE = (200, 200, 200, 200, 200, 200)
 NO_TOKEN = (403, 403, 403, 403, 403, 403)  # CSRF refuses before any view runs
+SIGNED_IN = (LOGIN, 200, 200, 200, 200, 200)
+TOKEN_ONLY = (401,) * 6  # the API: no CSRF to pass, and a session is not a token
 
 
 @dataclass
@@ -131,6 +144,46 @@ class Row:
 
 def no_args(world: World) -> list[Any]:
     return []
+
+
+def one(world: World) -> list[Any]:
+    return [1]  # refused before any object is looked up
+
+
+# The API's operations by URL name (the view function's): the arguments of their path,
+# and the methods their path answers (another is 405, before any token is looked at).
+GET, POST, BOTH = ("GET",), ("POST",), ("GET", "POST")
+API_OPERATIONS: dict[str, tuple[Callable[[World], list[Any]], tuple[str, ...]]] = {
+    "list_connections": (no_args, GET),
+    "get_connection": (one, GET),
+    "list_tunnels": (no_args, GET),
+    "get_tunnel": (one, GET),
+    "list_sync_runs": (no_args, BOTH),
+    "start_sync": (no_args, BOTH),
+    "get_sync_run": (one, GET),
+    "list_requests": (no_args, BOTH),
+    "create_request": (no_args, BOTH),
+    "get_request": (one, GET),
+    "approve_request": (one, POST),
+    "reject_request": (one, POST),
+    "cancel_request": (one, POST),
+    "reschedule_request": (one, POST),
+    "list_batches": (no_args, GET),
+    "get_batch": (one, GET),
+    "approve_batch": (one, POST),
+    "reject_batch": (one, POST),
+    "list_executions": (no_args, GET),
+    "get_execution": (one, GET),
+    "list_audit_events": (no_args, GET),
+    "export_audit_events": (no_args, GET),
+    "receive_health_event": (no_args, POST),
+}
+
+
+def api_row(args: Callable[[World], list[Any]], methods: tuple[str, ...]) -> Row:
+    get = TOKEN_ONLY if "GET" in methods else (405,) * 6
+    post = TOKEN_ONLY if "POST" in methods else (405,) * 6
+    return Row(args, get=get, post=post, post_no_token=post)
 
 
 TABLE: dict[str, Row] = {
@@ -150,6 +203,16 @@ TABLE: dict[str, Row] = {
         get=(LOGIN, 200, 200, 200, 200, 200),
         post=(LOGIN, *[PREFERENCES] * 5),
         data=lambda w: {"time_zone": "Asia/Tokyo"},
+    ),
+    # Personal API tokens, on the Preferences page: each user's own.
+    "maintenance:api_token_create": Row(
+        no_args,
+        get=POST_ONLY,
+        post=(LOGIN, *[PREFERENCES] * 5),
+        data=lambda w: {"name": "matrix script", "lifetime": "30"},
+    ),
+    "maintenance:api_token_revoke": Row(
+        lambda w: [w.api_token.pk], get=POST_ONLY, post=(LOGIN, *[PREFERENCES] * 5)
     ),
     # The change workflow: the request below is the requester's, waiting for approval.
     "maintenance:request_new": Row(
@@ -221,9 +284,42 @@ TABLE: dict[str, Row] = {
         lambda w: [w.feed_token], get=(200, 404, 200, 200, 200, 200), post=(405,) * 6
     ),
     "maintenance:timeline": Row(no_args, get=VIEWERS, post=VIEWERS),
+    # Chat channels and their delivery log: admins only.
+    "maintenance:chat_channels": Row(no_args, get=ADMINS, post=ADMINS),
+    "maintenance:chat_deliveries": Row(no_args, get=ADMINS, post=ADMINS),
+    "maintenance:chat_channel_new": Row(
+        no_args, get=ADMINS, post=(LOGIN, 403, 403, 403, CHAT, 403), data=lambda w: CHAT_FORM
+    ),
+    "maintenance:chat_channel": Row(
+        lambda w: [w.chat_channel.pk],
+        get=ADMINS,
+        post=(LOGIN, 403, 403, 403, CHAT, 403),
+        data=lambda w: CHAT_FORM,
+    ),
+    "maintenance:chat_channel_delete": Row(
+        lambda w: [w.chat_channel.pk], get=POST_ONLY, post=(LOGIN, 403, 403, 403, CHAT, 403)
+    ),
+    "maintenance:chat_channel_test": Row(
+        lambda w: [w.chat_channel.pk], get=POST_ONLY, post=(LOGIN, 403, 403, 403, CHAT, 403)
+    ),
+    # Fleet automation: the plan, policies (approved or suspended by approvers; a
+    # suspension by admins too) and the AWS Health events received.
+    "maintenance:plan": Row(no_args, get=VIEWERS, post=VIEWERS),
+    "maintenance:policies": Row(no_args, get=VIEWERS, post=VIEWERS),
+    "maintenance:policy": Row(lambda w: [w.policy.pk], get=VIEWERS, post=VIEWERS),
+    "maintenance:policy_approve": Row(
+        lambda w: [w.policy.pk], get=POST_ONLY, post=(LOGIN, 403, 403, POLICY, 403, 403)
+    ),
+    "maintenance:policy_suspend": Row(
+        lambda w: [w.policy.pk], get=POST_ONLY, post=(LOGIN, 403, 403, POLICY, POLICY, 403)
+    ),
+    "maintenance:health_events": Row(no_args, get=VIEWERS, post=VIEWERS),
     # vpnctl/urls.py
     "login": Row(no_args, get=EVERYONE, post=EVERYONE),  # POST: the empty form, re-shown
     "logout": Row(no_args, get=(405,) * 6, post=(OUT,) * 6),
+    # Single sign-on is off here (VPNCTL_OIDC_ISSUER unset): 404 (tests/test_sso.py has it on).
+    "oidc_authentication_init": Row(no_args, get=(404,) * 6, post=(405,) * 6),
+    "oidc_authentication_callback": Row(no_args, get=(404,) * 6, post=(405,) * 6),
     "admin:index": Row(
         no_args,
         get=(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
@@ -236,6 +332,15 @@ TABLE: dict[str, Row] = {
     "set_language": Row(
         no_args, get=(HOME,) * 6, post=(HOME,) * 6, data=lambda w: {"language": "en", "next": "/"}
     ),
+    # The JSON API: its schema and docs page for people signed in; anything else wants a
+    # token, which no browser session is (tests/test_api.py calls it with tokens).
+    "api:openapi-json": Row(no_args, get=SIGNED_IN, post=SIGNED_IN),
+    "api:openapi-view": Row(no_args, get=SIGNED_IN, post=SIGNED_IN),
+    "api:api-root": Row(no_args, get=(404,) * 6, post=(404,) * 6),
+    "api_not_found": Row(
+        lambda w: ["nothing"], get=(404,) * 6, post=(404,) * 6, post_no_token=(404,) * 6
+    ),
+    **{f"api:{name}": api_row(*operation) for name, operation in API_OPERATIONS.items()},
 }
 
 METHODS = ("GET", "POST", "POST-no-token")
@@ -316,8 +421,33 @@ class World:
         return connection.tunnels.get()
 
     @cached_property
+    def chat_channel(self):
+        from maintenance.models import ChatChannel
+
+        channel = ChatChannel(name="matrix-chat", kind="slack", events=["failed"])
+        channel.set_url("https://hooks.slack.com/services/T0/B0/stored")
+        channel.save()
+        return channel
+
+    @cached_property
+    def policy(self):
+        from maintenance.models import MaintenancePolicy
+
+        now = timezone.now()
+        return MaintenancePolicy.objects.create(
+            name="matrix-policy",
+            kinds=[ChangeKind.REPLACE],
+            standard_from=now,
+            standard_until=now + timedelta(days=30),
+        )
+
+    @cached_property
     def feed_token(self) -> str:
         return CalendarFeed.issue(self.user or self.requester)[0].token
+
+    @cached_property
+    def api_token(self) -> ApiToken:
+        return ApiToken.issue(self.user or self.requester, name="matrix")[0]
 
 
 def csrf_token(client: Client) -> str:

@@ -123,3 +123,9 @@ def test_a_bad_body_is_refused_saying_why(body, message):
     with pytest.raises(BadHealthEvent) as refused:
         parse(body)
     assert message in str(refused.value)
+
+
+def test_a_code_an_admin_names_gets_its_meaning(settings):
+    settings.HEALTH_EVENT_CODES = {"AWS_VPN_SOMETHING_NEW": HealthMeaning.MAINTENANCE_SCHEDULED}
+    notice = parse(health_event(detail={"eventTypeCode": "AWS_VPN_SOMETHING_NEW"}))
+    assert notice.meaning == HealthMeaning.MAINTENANCE_SCHEDULED

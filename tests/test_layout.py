@@ -94,12 +94,22 @@ def test_the_product_never_imports_the_simulated_aws():
 
 
 def test_models_use_only_leaves():
-    """Models import no tasks, views, forms or AWS code: they are what those build on."""
+    """Models import no tasks, views, API, forms or AWS code: they are what those build on."""
     forbidden = tuple(
-        f"maintenance.{name}" for name in ("tasks", "views", "forms", "aws", "sync", "admin")
+        f"maintenance.{name}" for name in ("tasks", "views", "api", "forms", "aws", "sync", "admin")
     )
     assert _offending("maintenance.models", forbidden) == []
     assert _offending("maintenance.models", ("boto3", "botocore")) == []
+
+
+def test_the_api_is_imported_only_by_the_url_configuration():
+    """The API uses views, forms and models; nothing of the product builds on it."""
+    importers = {
+        i.module
+        for i in IMPORTS
+        if i.target.startswith("maintenance.api") and not i.module.startswith("maintenance.api")
+    }
+    assert importers == {"vpnctl.urls"}
 
 
 def test_the_aws_seam_imports_no_model():
@@ -113,6 +123,9 @@ LEAVES = {
     "maintenance.texts": {"maintenance.times"},
     "maintenance.choices": set(),
     "maintenance.roles": set(),
+    "maintenance.secrets": set(),
+    "maintenance.planning": set(),
+    "maintenance.health_events": {"maintenance.choices"},
 }
 
 

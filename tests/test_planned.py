@@ -1,4 +1,4 @@
-""""Planned before the deadline": one rule, read the same by the dashboard, the connection
+""" "Planned before the deadline": one rule, read the same by the dashboard, the connection
 list, the deadline reminders and the calendar.
 
 A tunnel's pending maintenance is planned when an approved or running change applies it

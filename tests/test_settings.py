@@ -160,3 +160,26 @@ with transaction.atomic():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "second writer: database is locked"
+
+
+def test_health_event_codes_are_read_and_a_bad_meaning_refused(tmp_path):
+    show = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        "print(json.dumps(settings.HEALTH_EVENT_CODES))"
+    )
+    named = start_django(
+        tmp_path,
+        show,
+        VPNCTL_MODE="demo",
+        VPNCTL_HEALTH_EVENT_CODES="AWS_VPN_X=maintenance_completed",
+    )
+    assert started(named) == {"AWS_VPN_X": "maintenance_completed"}
+    demo = start_django(tmp_path, show, VPNCTL_MODE="demo")
+    assert started(demo) == {
+        "AWS_VPN_TUNNEL_ENDPOINT_MAINTENANCE_SCHEDULED": "maintenance_scheduled"
+    }
+    bad = start_django(
+        tmp_path, show, VPNCTL_MODE="demo", VPNCTL_HEALTH_EVENT_CODES="AWS_VPN_X=soon"
+    )
+    assert bad.returncode != 0
+    assert "VPNCTL_HEALTH_EVENT_CODES: 'AWS_VPN_X=soon' is not CODE=meaning" in bad.stderr

@@ -84,6 +84,8 @@ INSTALLED_APPS = [
     "django_q",
     "csp",
     "axes",
+    # django-ninja: the API docs page's Swagger UI from our own static files (CSP 'self').
+    "ninja",
     "maintenance",
 ]
 if MODE in {"demo", "test"}:
@@ -196,6 +198,81 @@ AXES_CLIENT_IP_CALLABLE = "maintenance.signin.client_ip"
 AXES_LOCKOUT_CALLABLE = "maintenance.views.errors.locked_out"
 # The audit log is the record of sign-ins; axes keeps only what the lockout needs.
 AXES_DISABLE_ACCESS_LOG = True
+
+# --- Single sign-on (OpenID Connect; maintenance/sso.py) -------------------------------
+# Off unless VPNCTL_OIDC_ISSUER is set. The provider's endpoints come from its discovery
+# document, fetched at the first sign-in and cached: a provider that is down never keeps
+# vpnctl from starting. Roles follow the groups claim at every sign-in, by the role map
+# ("net-eng=requester,net-leads=approver"; a group may appear more than once).
+OIDC_ISSUER = env_str("VPNCTL_OIDC_ISSUER").strip().rstrip("/")
+OIDC_CLIENT_ID = env_str("VPNCTL_OIDC_CLIENT_ID").strip()
+OIDC_CLIENT_SECRET = env_str("VPNCTL_OIDC_CLIENT_SECRET")  # never logged nor shown
+OIDC_SCOPES = " ".join(env_str("VPNCTL_OIDC_SCOPES", "openid email profile groups").split())
+OIDC_GROUPS_CLAIM = env_str("VPNCTL_OIDC_GROUPS_CLAIM", "groups").strip()
+OIDC_TIMEOUT = env_int("VPNCTL_OIDC_TIMEOUT_SECONDS", 10)
+# The role names of maintenance/roles.py (tests/test_sso_settings.py keeps them equal).
+_OIDC_ROLES = {"requester", "approver", "admin", "auditor"}
+
+
+def parse_role_map(name: str, value: str) -> dict[str, tuple[str, ...]]:
+    """``group=role,group=role`` as {group: roles}, refused in words when malformed."""
+    role_map: dict[str, tuple[str, ...]] = {}
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        group, sep, role = (part.strip() for part in entry.rpartition("="))
+        if not sep or not group or role not in _OIDC_ROLES:
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not group=role with a role among "
+                f"{', '.join(sorted(_OIDC_ROLES))} (for example net-eng=requester)"
+            )
+        role_map[group] = tuple(sorted({*role_map.get(group, ()), role}))
+    return role_map
+
+
+OIDC_ROLE_MAP = parse_role_map("VPNCTL_OIDC_ROLE_MAP", env_str("VPNCTL_OIDC_ROLE_MAP"))
+# Who may sign in with a password: everyone, or superusers only (break-glass) once SSO runs.
+LOCAL_LOGIN = env_str("VPNCTL_LOCAL_LOGIN", "everyone").strip().lower()
+if LOCAL_LOGIN not in {"everyone", "superusers"}:
+    raise ImproperlyConfigured(
+        f"VPNCTL_LOCAL_LOGIN must be everyone or superusers, not {LOCAL_LOGIN!r}"
+    )
+if OIDC_ISSUER:
+    _issuer = urlsplit(OIDC_ISSUER)
+    _loopback = _issuer.hostname in {"127.0.0.1", "localhost", "::1"}
+    if _issuer.scheme not in {"https", "http"} or not _issuer.hostname:
+        raise ImproperlyConfigured(
+            f"VPNCTL_OIDC_ISSUER must be the provider's URL, such as "
+            f"https://login.example.com/realms/main, not {OIDC_ISSUER!r}"
+        )
+    if _issuer.scheme == "http" and not _loopback and MODE == "production":
+        raise ImproperlyConfigured("VPNCTL_OIDC_ISSUER must use https (http only on loopback)")
+    if not OIDC_CLIENT_ID or not OIDC_CLIENT_SECRET:
+        raise ImproperlyConfigured(
+            "VPNCTL_OIDC_ISSUER is set: set VPNCTL_OIDC_CLIENT_ID and VPNCTL_OIDC_CLIENT_SECRET "
+            "to the client registered at the provider"
+        )
+    if not {"openid", "email"} <= set(OIDC_SCOPES.split()):
+        raise ImproperlyConfigured(
+            f"VPNCTL_OIDC_SCOPES must include openid and email, not {OIDC_SCOPES!r}"
+        )
+elif LOCAL_LOGIN == "superusers":
+    raise ImproperlyConfigured(
+        "VPNCTL_LOCAL_LOGIN=superusers needs single sign-on: set VPNCTL_OIDC_ISSUER, or no one "
+        "but superusers could sign in"
+    )
+AUTHENTICATION_BACKENDS.append("maintenance.sso.OIDCBackend")
+# mozilla-django-oidc's own settings, from those above (the endpoints are discovered).
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SCOPES = OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_NONCE = True
+OIDC_USE_PKCE = True
+OIDC_TOKEN_USE_BASIC_AUTH = True  # client_secret_basic: the secret never in a form body
+OIDC_STORE_ACCESS_TOKEN = False
+OIDC_STORE_ID_TOKEN = False
+# --- end of single sign-on ---------------------------------------------------------------
 
 # Sessions end after VPNCTL_SESSION_IDLE_SECONDS without a request, and in any case
 # VPNCTL_SESSION_MAX_SECONDS after signing in (maintenance.middleware.SessionTimeoutMiddleware).
@@ -439,3 +516,42 @@ STALE_EXECUTION_SECONDS = env_int("VPNCTL_STALE_EXECUTION_SECONDS", 120)
 EXECUTION_REQUEUE_SECONDS = env_int("VPNCTL_EXECUTION_REQUEUE_SECONDS", 300)
 # "Refresh from AWS" on a request page: at most one read per connection this often.
 REFRESH_MIN_SECONDS = env_int("VPNCTL_REFRESH_MIN_SECONDS", 60)
+
+# The JSON API (maintenance/api/): calls per personal token per minute; one more is 429.
+API_RATE_PER_MINUTE = env_int("VPNCTL_API_RATE_PER_MINUTE", 120)
+if API_RATE_PER_MINUTE < 1:
+    raise ImproperlyConfigured(
+        f"VPNCTL_API_RATE_PER_MINUTE must be at least 1, not {API_RATE_PER_MINUTE}"
+    )
+
+# Chat notifications (maintenance/chat.py). Webhook URLs and signing secrets are stored
+# encrypted with this Fernet key, else with one derived from SECRET_KEY (then rotating
+# SECRET_KEY makes them unreadable: the admin enters each URL again).
+SECRETS_KEY = env_str("VPNCTL_SECRETS_KEY")
+# One attempt waits this long for the chat service; a failed one is tried again after
+# CHAT_RETRY_SECONDS, then four times longer each time, CHAT_MAX_ATTEMPTS attempts in all.
+CHAT_TIMEOUT_SECONDS = env_int("VPNCTL_CHAT_TIMEOUT_SECONDS", 5)
+CHAT_MAX_ATTEMPTS = env_int("VPNCTL_CHAT_MAX_ATTEMPTS", 5)
+CHAT_RETRY_SECONDS = env_int("VPNCTL_CHAT_RETRY_SECONDS", 30)
+
+# AWS Health event codes vpnctl acts on, beyond the ones AWS has published (health_events
+# .MEANINGS): "CODE=meaning,..." with a meaning of choices.HealthMeaning. The demo names the
+# simulator's stand-in for "maintenance available".
+_HEALTH_MEANINGS = {
+    "redundancy_loss",
+    "single_tunnel",
+    "maintenance_scheduled",
+    "maintenance_completed",
+}
+HEALTH_EVENT_CODES: dict[str, str] = {}
+for _pair in env_list(
+    "VPNCTL_HEALTH_EVENT_CODES",
+    "AWS_VPN_TUNNEL_ENDPOINT_MAINTENANCE_SCHEDULED=maintenance_scheduled" if MODE == "demo" else "",
+):
+    _code, _sep, _meaning = _pair.partition("=")
+    if not _sep or not _code.strip() or _meaning.strip() not in _HEALTH_MEANINGS:
+        raise ImproperlyConfigured(
+            f"VPNCTL_HEALTH_EVENT_CODES: {_pair!r} is not CODE=meaning with a meaning among "
+            f"{', '.join(sorted(_HEALTH_MEANINGS))}"
+        )
+    HEALTH_EVENT_CODES[_code.strip()] = _meaning.strip()

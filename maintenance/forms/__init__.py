@@ -3,5 +3,6 @@
 - ``inventory``: the connection list's filters;
 - ``changes``: the request form, the window, decisions, cancelling, the request filters;
 - ``batches``: the batch form and its decision; ``audit``: the audit log's filters;
-- ``accounts``: the user's preferences and the admin's AWS account form.
+- ``accounts``: the user's preferences and the admin's AWS account form;
+- ``signin``: the password sign-in forms (the site's and the admin's).
 """

@@ -14,8 +14,10 @@ from django.utils.translation import gettext_lazy as _
 from .. import notifications
 from ..choices import ChangeKind, ChangeStatus, Decision, Notice
 from ..roles import has_perm
+from ..texts import N_, Text
 from .approvals import Approval
-from .changes import ChangeRequest, create_checked
+from .changes import ChangeRequest, TransitionRefused, create_checked
+from .chat import ChatEvent, announce_request
 from .inventory import AwsAccount, Tunnel, ip_order
 from .rules import check_submitter
 
@@ -102,6 +104,20 @@ class ChangeBatch(models.Model):
             first = requests[0]
             # One email for the batch: it names the first request, whose page links here.
             notifications.after_commit(Notice.SUBMITTED, first)
+            announce_request(
+                ChatEvent.NEEDS_APPROVAL,
+                first,
+                Text(
+                    N_(
+                        "first of batch #%(batch)d, %(n)d requests approved or rejected "
+                        "together, waits for approval; window %(start)s to %(end)s."
+                    ),
+                    batch=batch.pk,
+                    n=len(requests),
+                    start=first.window_start,
+                    end=first.window_end,
+                ),
+            )
         return batch
 
     # -- deciding ---------------------------------------------------------------------
@@ -147,7 +163,7 @@ class ChangeBatch(models.Model):
                 .order_by("pk")
             )
             if not waiting:
-                raise ValidationError(_("No request of this batch is waiting for a decision."))
+                raise TransitionRefused(_("No request of this batch is waiting for a decision."))
             refusals = self.refusals(user, waiting)
             if refusals:
                 raise PermissionDenied(" ".join(refusals))
@@ -158,12 +174,14 @@ class ChangeBatch(models.Model):
             )
             undecided = [r for r in waiting if r.pk not in decided]
             if not undecided:
-                raise ValidationError(_("You have already decided on this batch."))
+                raise TransitionRefused(_("You have already decided on this batch."))
             for request in undecided:
                 try:
                     request.decide(user=user, decision=decision, comment=comment)
                 except ValidationError as exc:
-                    raise ValidationError(
+                    # A refusal by the request's state stays one (the API answers it 409).
+                    refused = TransitionRefused if isinstance(exc, TransitionRefused) else None
+                    raise (refused or ValidationError)(
                         _("Request #%(pk)s: %(error)s")
                         % {"pk": request.pk, "error": " ".join(exc.messages)}
                     ) from exc

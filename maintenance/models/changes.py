@@ -3,8 +3,8 @@
 A request is submitted, decided on, then claimed and executed once (see executions.py).
 Every status change is a verb method of ``ChangeRequest``; each checks the state, moves
 it with a conditional UPDATE and writes its audit event in the same transaction.
-``check_submitter`` and ``create_checked`` are what a batch of requests shares with a
-single one.
+``check_submitter`` and ``create_checked`` (submission.py) are what a batch of requests
+and a policy's drafts share with a single one.
 """
 
 from __future__ import annotations
@@ -34,13 +34,22 @@ from ..texts import N_, Text, english, render
 from .approvals import Approval
 from .audit import AuditEvent, canonical_json
 from .change_queries import ChangeRequestQuerySet
-from .inventory import Tunnel, VpnConnection
+from .chat import ChatEvent, announce_request
+from .inventory import Tunnel
 from .rules import check_rules, check_submitter, deadline_refusal, ends_after_deadline
+from .standard import StandardChangeMixin
+from .submission import create_checked
 
 CLOSED_BEFORE_RUN = Text(N_("The window closed before the change could run."))
 
 
-class ChangeRequest(models.Model):
+class TransitionRefused(ValidationError):
+    """A transition refused by the state its object is in, not by what was asked: a
+    request already decided, cancelled or running. Pages show it as any ValidationError;
+    the API answers it 409."""
+
+
+class ChangeRequest(StandardChangeMixin, models.Model):
     """A change to one tunnel, requested for a window, approved, then executed once.
 
     Every status change is a verb method below: it checks the current state, changes it
@@ -101,6 +110,19 @@ class ChangeRequest(models.Model):
         related_name="requests",
         verbose_name=_("batch"),
     )
+    # Drafted by a maintenance policy (models/drafting.py), perhaps outside its preferred
+    # windows; approved by the policy's standard change when standard_fingerprint is set
+    # (the policy's fingerprint then: editing or suspending the policy voids it).
+    policy = models.ForeignKey(
+        "maintenance.MaintenancePolicy",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="requests",
+        verbose_name=_("drafted by policy"),
+    )
+    outside_preferred = models.BooleanField(_("outside the preferred windows"), default=False)
+    standard_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
 
     objects = ChangeRequestQuerySet.as_manager()
 
@@ -230,8 +252,21 @@ class ChangeRequest(models.Model):
                 skip_tunnel_replacement=skip_tunnel_replacement,
                 now=now,
             )
-            notifications.after_commit(Notice.SUBMITTED, request)
+            request.announce_submitted()
         return request
+
+    def announce_submitted(self) -> None:
+        """Tell the approvers it waits for them: by email and chat, once committed."""
+        notifications.after_commit(Notice.SUBMITTED, self)
+        announce_request(
+            ChatEvent.NEEDS_APPROVAL,
+            self,
+            Text(
+                N_("waits for approval; window %(start)s to %(end)s."),
+                start=self.window_start,
+                end=self.window_end,
+            ),
+        )
 
     def audit_snapshot(self) -> dict[str, Any]:
         return {
@@ -293,7 +328,7 @@ class ChangeRequest(models.Model):
             if user != request.requester:
                 raise PermissionDenied(_("Only the requester may change the window."))
             if request.status != ChangeStatus.PENDING_APPROVAL:
-                raise ValidationError(
+                raise TransitionRefused(
                     _("Only a request waiting for approval can be rescheduled; this one is %(s)s.")
                     % {"s": request.get_status_display()}
                 )
@@ -335,6 +370,15 @@ class ChangeRequest(models.Model):
                 at=now,
             )
             notifications.after_commit(Notice.SUBMITTED, request)
+            announce_request(
+                ChatEvent.NEEDS_APPROVAL,
+                request,
+                Text(
+                    N_("window changed to %(start)s to %(end)s; it waits for approval again."),
+                    start=request.window_start,
+                    end=request.window_end,
+                ),
+            )
         return request
 
     def approve(self, *, user: Any, comment: str = "") -> ChangeRequest:
@@ -357,7 +401,7 @@ class ChangeRequest(models.Model):
             if user == request.requester:
                 raise ValidationError(_("You cannot approve or reject your own request."))
             if request.status != ChangeStatus.PENDING_APPROVAL:
-                raise ValidationError(request.decided_already())
+                raise TransitionRefused(request.decided_already())
             if decision == Decision.APPROVE and request.window_end <= now:
                 raise ValidationError(_("The window has already closed; this request cannot run."))
             if decision == Decision.APPROVE and ends_after_deadline(
@@ -368,7 +412,7 @@ class ChangeRequest(models.Model):
                 raise ValidationError({"comment": [_("Say why you reject it.")]})
             previous = Approval.objects.filter(change_request=request, approver=user).first()
             if previous is not None and previous.fingerprint == request.fingerprint:
-                raise ValidationError(_("You have already decided on this request."))
+                raise TransitionRefused(_("You have already decided on this request."))
             if request.compute_fingerprint() != request.fingerprint:
                 raise ValidationError(
                     _("This request was altered outside vpnctl; it cannot be approved.")
@@ -414,6 +458,15 @@ class ChangeRequest(models.Model):
                     status_reason=comment.strip(),
                 )
                 notifications.after_commit(Notice.DECIDED, request)
+                announce_request(
+                    ChatEvent.DECIDED,
+                    request,
+                    Text(
+                        N_("rejected by %(user)s: %(comment)s"),
+                        user=user.get_username(),
+                        comment=comment.strip(),
+                    ),
+                )
                 return request
             if len(request.valid_approvals()) >= request.required_approvals:
                 fields: dict[str, Any] = {"approved_at": now}
@@ -438,6 +491,15 @@ class ChangeRequest(models.Model):
                     at=now,
                 )
                 notifications.after_commit(Notice.DECIDED, request)
+                announce_request(
+                    ChatEvent.DECIDED,
+                    request,
+                    Text(
+                        N_("approved; it runs in its window, %(start)s to %(end)s."),
+                        start=request.window_start,
+                        end=request.window_end,
+                    ),
+                )
                 if request.window_start <= now:
                     request.queue_execution(now)
         return request
@@ -478,7 +540,7 @@ class ChangeRequest(models.Model):
                 finished_at=now,
                 status_reason=reason.strip(),
             ):
-                raise ValidationError(
+                raise TransitionRefused(
                     _("Only a request that has not started can be cancelled; this one is %(s)s.")
                     % {"s": request.get_status_display()}
                 )
@@ -583,68 +645,3 @@ class ChangeRequest(models.Model):
                 },
             )
             notifications.after_commit(Notice.DEADLINE_MOVED, self)
-
-
-# -- the submission, shared by single requests and batches ----------------------------
-
-
-def create_checked(
-    *,
-    user: Any,
-    tunnel: Tunnel,
-    kind: str,
-    reason: str,
-    window_start: datetime,
-    window_end: datetime,
-    start_when_approved: bool,
-    skip_tunnel_replacement: bool,
-    now: datetime,
-    batch: Any = None,
-) -> ChangeRequest:
-    """Check the rules, create the request and audit it; call inside a transaction."""
-    # Lock the connection so that two requests on its tunnels are checked one after
-    # the other (PostgreSQL; SQLite's IMMEDIATE transaction already serialises us).
-    VpnConnection.objects.select_for_update(no_key=True).filter(pk=tunnel.connection_id).first()
-    tunnel = Tunnel.objects.select_related("connection__account").get(pk=tunnel.pk)
-    check_rules(
-        tunnel=tunnel,
-        kind=kind,
-        window_start=window_start,
-        window_end=window_end,
-        skip_tunnel_replacement=skip_tunnel_replacement,
-        now=now,
-        batch_id=batch.pk if batch is not None else None,
-    )
-    request = ChangeRequest(
-        kind=kind,
-        tunnel=tunnel,
-        skip_tunnel_replacement=skip_tunnel_replacement,
-        requester=user,
-        reason=reason.strip(),
-        window_start=window_start,
-        window_end=window_end,
-        start_when_approved=start_when_approved,
-        required_approvals=tunnel.connection.account.approvals_needed(),
-        created_at=now,
-        updated_at=now,
-        batch=batch,
-    )
-    request.fingerprint = request.compute_fingerprint()
-    request.save()
-    details = {**request.audit_snapshot(), "reason": request.reason}
-    if batch is not None:
-        details["batch"] = batch.pk
-    AuditEvent.record(
-        AuditAction.REQUEST_SUBMITTED,
-        actor=user,
-        change_request=request,
-        message=Text(
-            N_("%(user)s requested: %(kind)s on %(tunnel)s"),
-            user=user.get_username(),
-            kind=ChangeKind(kind).label,
-            tunnel=str(tunnel),
-        ),
-        details=details,
-        at=now,
-    )
-    return request

@@ -30,6 +30,7 @@ from ..choices import (
 )
 from ..texts import N_, Text, as_data, english, render
 from .audit import AuditEvent, canonical_json
+from .chat import OUTCOME_EVENTS, ChatEvent, announce_request
 from .inventory import Tunnel, VpnConnection
 
 if TYPE_CHECKING:
@@ -116,6 +117,11 @@ class Execution(models.Model):
                 message=Text(N_("The window is open; execution started.")),
                 details={"task_id": task_id, "worker": worker},
                 at=now,
+            )
+            announce_request(
+                ChatEvent.EXECUTION_STARTED,
+                request,
+                Text(N_("the window is open; the change started.")),
             )
         return execution
 
@@ -334,6 +340,8 @@ class Execution(models.Model):
                 at=now,
             )
             notifications.after_commit(Notice.FINISHED, request)
+            if outcome in OUTCOME_EVENTS:
+                announce_request(OUTCOME_EVENTS[outcome], request, message, code=error_code)
             if request.batch_id is not None:
                 # The batch's next tunnel on this connection waited for this one: start it
                 # now rather than at the sweeper's next minute (it runs only if this one

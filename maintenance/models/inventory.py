@@ -408,17 +408,10 @@ class VpnConnection(models.Model):
                 )
                 % {"status": change_request.get_status_display()}
             )
-        cutoff = now - timedelta(seconds=settings.REFRESH_MIN_SECONDS)
         with transaction.atomic():
-            asked = (
-                VpnConnection.objects.filter(pk=self.pk)
-                .filter(Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lte=cutoff))
-                .update(refresh_requested_at=now, refresh_waiting=True)
-            )
-            if not asked:
+            if not self.queue_refresh(now):
                 self.refresh_from_db(fields=["refresh_requested_at", "refresh_waiting"])
                 return False
-            self.refresh_requested_at, self.refresh_waiting = now, True
             # By name: the audit log's model imports this module, not the other way round.
             apps.get_model("maintenance", "AuditEvent").record(
                 AuditAction.CONNECTION_REFRESH_REQUESTED,
@@ -431,8 +424,23 @@ class VpnConnection(models.Model):
                 ),
                 at=now,
             )
-            enqueue.refresh_connection(self.pk)
         return True
+
+    def queue_refresh(self, now: datetime) -> bool:
+        """Queue one read of this connection, at most one per REFRESH_MIN_SECONDS: the
+        conditional UPDATE lets one of two simultaneous asks through. Used by a person's
+        ask (``ask_refresh``) and by an AWS Health event naming the connection, each of
+        which audits it. True if a read was queued."""
+        cutoff = now - timedelta(seconds=settings.REFRESH_MIN_SECONDS)
+        asked = (
+            VpnConnection.objects.filter(pk=self.pk)
+            .filter(Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lte=cutoff))
+            .update(refresh_requested_at=now, refresh_waiting=True)
+        )
+        if asked:
+            self.refresh_requested_at, self.refresh_waiting = now, True
+            enqueue.refresh_connection(self.pk)
+        return bool(asked)
 
     def finish_refresh(self, asked_at: datetime | None, now: datetime) -> bool:
         """The worker read the connection for the ask made at `asked_at`: record it.
@@ -543,6 +551,8 @@ class Tunnel(models.Model):
         _("last maintenance applied"), null=True, blank=True
     )
     synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+    # Its policy found no slot before AWS's deadline (models/drafting.py), since then.
+    no_slot_since = models.DateTimeField(_("no slot found since"), null=True, blank=True)
 
     objects = TunnelQuerySet.as_manager()
 

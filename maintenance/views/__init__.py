@@ -5,6 +5,6 @@
 - ``batches``: lifecycle control for many tunnels; ``history``: past changes per tunnel;
 - ``audit``: the audit log and its exports; ``calendar``: the feed and the timeline;
 - ``health``: ``/healthz/``, ``/healthz/worker/``; ``errors``: the sign-in lockout and CSRF
-  failure pages;
+  failure pages; ``sso``: the login page and single sign-on's start and callback;
 - ``helpers``: what the others share.
 """

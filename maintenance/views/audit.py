@@ -247,11 +247,17 @@ def _cursor(request: HttpRequest, name: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
-def _events_page(request: HttpRequest, qs: QuerySet[AuditEvent]) -> EventsPage:
-    """The events the page's cursor points at, newest first; one query plus the count."""
-    before, after = _cursor(request, "before"), _cursor(request, "after")
+def events_page(
+    qs: QuerySet[AuditEvent],
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    oldest: bool = False,
+) -> EventsPage:
+    """The events a cursor points at, newest first; one query plus the count (the page
+    and the API's list share it)."""
     size = EVENTS_PER_PAGE
-    if after is not None or request.GET.get("oldest"):
+    if after is not None or oldest:
         # Read upwards from the cursor (or the start), then show them newest first.
         upwards = qs.filter(seq__gt=after or 0).order_by("seq")[: size + 1]
         rows = list(upwards)
@@ -279,7 +285,12 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     _require_audit_perm(request)
     form, qs = _filtered(request)
     qs = qs.select_related("account", "connection", "tunnel", "change_request")
-    page = _events_page(request, qs)
+    page = events_page(
+        qs,
+        before=_cursor(request, "before"),
+        after=_cursor(request, "after"),
+        oldest=bool(request.GET.get("oldest")),
+    )
     events = [(event, detail_rows(event.details)) for event in page.events]
     query = request.GET.copy()
     for name in CURSOR_PARAMS:
@@ -358,14 +369,14 @@ def export_rows(qs: QuerySet[AuditEvent]) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _in_readers_words(lines: Iterator[bytes], language: str, zone: Any) -> Iterator[bytes]:
+def in_readers_words(lines: Iterator[bytes], language: str, zone: Any) -> Iterator[bytes]:
     """Stream in the language and zone of the request: the response is written after the
     view returns, when the middleware has let go of both."""
     with translation.override(language), timezone.override(zone):
         yield from lines
 
 
-def _batched(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
+def batched(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
     # One chunk per ~64 KB, not per line: fewer, larger writes for the WSGI server.
     buffer: list[bytes] = []
     held = 0
@@ -400,14 +411,14 @@ def _csv_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
         yield writer.writerow(list(cells)).encode()
 
 
-def _jsonl_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+def jsonl_lines(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
     for row in export_rows(qs):
         yield (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode()
 
 
 EXPORT_FORMATS = {
     "csv": ("text/csv; charset=utf-8", _csv_lines),
-    "jsonl": ("application/x-ndjson", _jsonl_lines),
+    "jsonl": ("application/x-ndjson", jsonl_lines),
 }
 
 
@@ -433,8 +444,8 @@ def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
             content_type="text/plain; charset=utf-8",
         )
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    rows = _in_readers_words(lines(qs), translation.get_language(), timezone.get_current_timezone())
-    response = StreamingHttpResponse(_batched(rows), content_type=content_type)
+    rows = in_readers_words(lines(qs), translation.get_language(), timezone.get_current_timezone())
+    response = StreamingHttpResponse(batched(rows), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="vpnctl-audit-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"
     return response

@@ -163,7 +163,7 @@ def batch_new(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------
 
 
-def _status_counts(qs: QuerySet[ChangeBatch]) -> QuerySet[ChangeBatch]:
+def with_status_counts(qs: QuerySet[ChangeBatch]) -> QuerySet[ChangeBatch]:
     return qs.annotate(
         n_total=Count("requests"),
         n_waiting=Count("requests", filter=Q(requests__status=ChangeStatus.PENDING_APPROVAL)),
@@ -255,7 +255,7 @@ def batch_decide(request: HttpRequest, pk: int) -> HttpResponse:
 def batch_list(request: HttpRequest) -> HttpResponse:
     """Every batch, newest first, with how far its requests have got."""
     require_perm(request, "maintenance.view_changerequest")
-    qs = _status_counts(ChangeBatch.objects.select_related("requester")).order_by(
+    qs = with_status_counts(ChangeBatch.objects.select_related("requester")).order_by(
         "-created_at", "-pk"
     )
     page = Paginator(qs, BATCHES_PER_PAGE).get_page(request.GET.get("page"))

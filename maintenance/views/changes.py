@@ -143,7 +143,7 @@ def _get_request_for_user(request: HttpRequest, pk: int) -> ChangeRequest:
     """The request, 404 if there is none, 403 if the user may not see requests."""
     require_perm(request, "maintenance.view_changerequest")
     return get_object_or_404(
-        ChangeRequest.objects.select_related("tunnel__connection__account", "requester")
+        ChangeRequest.objects.select_related("tunnel__connection__account", "requester", "policy")
         # In the same query, so that the page has a query left for who may decide it.
         .annotate(
             last_synced_at=_last_sync(

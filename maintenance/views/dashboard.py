@@ -23,6 +23,7 @@ from ..choices import ChangeStatus, PendingMaintenance, TunnelStatus
 from ..forms.inventory import AWS_APPLIED_DAYS, DEADLINE_DAYS
 from ..models import (
     ChangeRequest,
+    HealthEvent,
     SyncResult,
     Tunnel,
     applied_by_aws_since,
@@ -69,6 +70,7 @@ def _tunnel_figures(now: datetime) -> dict[str, int]:
             filter=Q(status=TunnelStatus.DOWN)
             & ~Q(Exists(siblings.exclude(status=TunnelStatus.DOWN))),
         ),
+        "no_slot": Count("pk", filter=pending & Q(no_slot_since__isnull=False)),
         "lifecycle_off": Count("pk", filter=Q(lifecycle_control=False)),
         "lifecycle_off_connections": Count(
             "connection", distinct=True, filter=Q(lifecycle_control=False)
@@ -160,6 +162,22 @@ def _sync_health() -> SyncHealth:
     )
 
 
+def _health_intake() -> list[HealthEvent]:
+    """The newest AWS Health event of every account and region, newest first (one query)."""
+    newest = (
+        HealthEvent.objects.order_by()
+        .values("aws_account_id", "region")
+        .annotate(newest=Max("pk"))
+        .values("newest")
+    )
+    return list(
+        HealthEvent.objects.filter(pk__in=newest)
+        .select_related("account")
+        .only("aws_account_id", "region", "type_code", "meaning", "received_at", "account__name")
+        .order_by("-received_at", "-pk")
+    )
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """What needs attention now, each figure a link to the list behind it."""
@@ -211,5 +229,9 @@ def home(request: HttpRequest) -> HttpResponse:
             "upcoming_days": UPCOMING_DAYS,
             "aws_applied_days": AWS_APPLIED_DAYS,
             "sync": _sync_health() if request.user.has_perm("maintenance.view_syncrun") else None,
+            "health": _health_intake()
+            if request.user.has_perm("maintenance.view_healthevent")
+            else None,
+            "plan_no_slot_url": f"{reverse('maintenance:plan')}?problem=no_slot",
         },
     )

@@ -19,6 +19,7 @@ from .. import enqueue
 from ..forms.accounts import PreferencesForm
 from ..forms.inventory import ConnectionFilterForm
 from ..models import SyncResult, SyncRun, Tunnel, UserProfile, VpnConnection, ip_order
+from . import tokens
 from .helpers import paginate, require_perm
 
 CONNECTIONS_PER_PAGE = 50
@@ -192,4 +193,8 @@ def preferences(request: HttpRequest) -> HttpResponse:
         form.save()
         messages.success(request, _("Preferences saved."))
         return redirect("maintenance:preferences")
-    return render(request, "maintenance/preferences.html", {"form": form, "now": timezone.now()})
+    return render(
+        request,
+        "maintenance/preferences.html",
+        {"form": form, "now": timezone.now(), **tokens.token_context(request)},
+    )

@@ -176,6 +176,7 @@ class Command(BaseCommand):
         for port in (options["port"], options["aws_port"]):
             ensure_port_free(port)
         self.env = self.demo_env(Path(options["data_dir"]))
+        self.fleet = ""  # what demo_policy printed, for the banner
 
         for signum in STOP_SIGNALS:
             signal.signal(signum, self.on_signal)
@@ -228,6 +229,9 @@ class Command(BaseCommand):
         if "setup_schedules" in get_commands():
             steps.append(("set up the schedules", [*py, "setup_schedules"], False))
         logins = self.finish_steps(self.start_steps(*steps))[0]
+        self.fleet = self.finish_steps(
+            self.start_steps(("create the demo maintenance policy", [*py, "demo_policy"], False))
+        )[0]
         self.finish_steps(seeding)
         self.finish_steps(
             self.start_steps(("sync from the simulated AWS", [*py, "sync_vpn"], True))
@@ -506,6 +510,14 @@ class Command(BaseCommand):
                     " accounts default and second)",
                     f"  Database: {rel_db} (new at every start; passwords too)",
                     "  Emails are printed below by the web server and the worker.",
+                    "",
+                    *("  " + line for line in self.fleet.strip().splitlines()),
+                    "  Send an AWS Health event, as EventBridge would (README, Fleet automation):",
+                    f"    VPNCTL_MODE=demo VPNCTL_AWS_ENDPOINT_URL={self.aws_url}"
+                    f" {sys.executable} manage.py emit_health_event <vpn-… of a staging"
+                    " connection> --pending-days 10 --url "
+                    f"{self.web_url.rstrip('/')} --token <the token above>",
+                    "",
                     "  Press Ctrl-C to stop the web server, the worker and the simulated AWS.",
                     "",
                 ]
