@@ -82,7 +82,9 @@ def window_event(change: ChangeRequest) -> CalendarEvent:
             % {"pk": change.pk, "status": change.get_status_display()},
             _("Account and region: %(account)s / %(region)s")
             % {"account": connection.account.name, "region": connection.region},
-            _("Requested by %(user)s.") % {"user": change.requester.get_username()},
+            _("Drafted by the maintenance policy %(policy)s.") % {"policy": change.policy.name}
+            if change.policy_id
+            else _("Requested by %(user)s.") % {"user": change.requester.get_username()},
             _("Details: %(link)s") % {"link": link},
         ]
     )
@@ -186,7 +188,7 @@ def windows(
     qs = window_changes(start, end, statuses)
     if connections is not None:
         qs = qs.filter(tunnel__connection__in=connections)
-    qs = qs.select_related("tunnel__connection__account", "requester").order_by(
+    qs = qs.select_related("tunnel__connection__account", "requester", "policy").order_by(
         "window_start", "pk"
     )
     return [window_event(change) for change in qs]

@@ -514,3 +514,19 @@ def test_the_dashboard_shows_tunnels_with_no_slot_and_the_last_health_events(cli
     assert "/plan/?problem=no_slot" in page
     assert page.count("AWS_VPN_NEW_THING") == 2
     assert "unknown type" in page
+
+
+def test_the_calendar_feed_names_the_policy_of_an_approved_draft(
+    client, approver, second_approver, settings
+):
+    from maintenance.models import CalendarFeed
+
+    settings.REQUIRED_APPROVALS = 2
+    standard_policy(approver, second_approver)
+    prod_connection()
+    draft_pending(NOW)
+    feed = CalendarFeed.issue(approver)[0]
+
+    ics = client.get(f"/calendar/{feed.token}.ics").content.decode().replace("\r\n ", "")
+
+    assert ics.count("Drafted by the maintenance policy prod.") == 2
