@@ -103,17 +103,18 @@ def draft_pending(now: datetime, *, connection_ids: list[int] | None = None) -> 
 
 
 def _flag_no_slot(outcome: DraftOutcome, connection_ids: list[int] | None, now: datetime) -> None:
-    """Mark the tunnels no slot was found for (the dashboard counts them); clear the rest
-    of those looked at."""
-    unplannable = [t.pk for t, _policy in outcome.unplannable]
-    flagged = Tunnel.objects.filter(no_slot_since__isnull=False).exclude(pk__in=unplannable)
+    """Mark the tunnels no slot was found for (the dashboard counts them) and clear the
+    flag of the others looked at: read first, so that a sync that changes nothing writes
+    nothing."""
+    unplannable = {t.pk for t, _policy in outcome.unplannable}
+    flagged = Tunnel.objects.filter(no_slot_since__isnull=False)
     if connection_ids is not None:
         flagged = flagged.filter(connection_id__in=connection_ids)
-    flagged.update(no_slot_since=None)
-    if unplannable:
-        Tunnel.objects.filter(pk__in=unplannable, no_slot_since__isnull=True).update(
-            no_slot_since=now
-        )
+    flagged_ids = set(flagged.values_list("pk", flat=True))
+    if flagged_ids - unplannable:
+        Tunnel.objects.filter(pk__in=flagged_ids - unplannable).update(no_slot_since=None)
+    if unplannable - flagged_ids:
+        Tunnel.objects.filter(pk__in=unplannable - flagged_ids).update(no_slot_since=now)
 
 
 def draft_kind(policy: MaintenancePolicy, tunnel: Tunnel) -> str | None:
