@@ -530,3 +530,38 @@ def test_the_calendar_feed_names_the_policy_of_an_approved_draft(
     ics = client.get(f"/calendar/{feed.token}.ics").content.decode().replace("\r\n ", "")
 
     assert ics.count("Drafted by the maintenance policy prod.") == 2
+
+
+@pytest.mark.parametrize("how", ["rejected", "cancelled", "blocked"])
+def test_a_draft_people_or_checks_stopped_is_not_drafted_again(how, approver, admin_user, client):
+    make_policy()
+    connection = prod_connection(deadline_days=(20, 20))
+    draft_pending(NOW)
+    first = drafts_of(connection)[0]
+    if how == "rejected":
+        first.reject(user=approver, comment="not during the audit")
+    elif how == "cancelled":
+        first.cancel(user=admin_user, reason="done by hand")
+    else:
+        first.transition(ChangeStatus.PENDING_APPROVAL, ChangeStatus.BLOCKED, NOW)
+
+    outcome = draft_pending(NOW + timedelta(minutes=15))
+
+    assert outcome.drafted == []
+    assert len(drafts_of(connection)) == 2  # the sibling's draft, and the stopped one
+    client.force_login(approver)
+    page = " ".join(client.get("/plan/").content.decode().split())
+    assert "was rejected, cancelled or stopped, so it leaves the tunnel to people" in page
+
+
+def test_a_draft_that_expired_is_drafted_into_the_next_window(clock):
+    make_policy()
+    connection = prod_connection(deadline_days=(20, 20))
+    draft_pending(NOW)
+    first = drafts_of(connection)[0]
+    clock.move_to(first.window_end + timedelta(minutes=1))
+    assert first.expire()
+
+    outcome = draft_pending(first.window_end + timedelta(minutes=1))
+
+    assert [r.window_start for r in outcome.drafted] == [first.window_start + timedelta(days=7)]

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import DateTimeField, Exists, OuterRef, QuerySet, Value
+from django.db.models.functions import Coalesce
 
 from ..choices import ChangeKind, ChangeStatus
 from ..planning import HORIZON, find_slot
@@ -66,6 +68,34 @@ def policy_for(
     return next((p for p in policies if p.selects(connection)), None)
 
 
+# How a policy's draft may end without the maintenance being applied, after which the
+# policy leaves the tunnel to people until AWS's maintenance changes: someone said no
+# (rejected, cancelled), or a check or AWS stopped it (blocked, failed, timed out). A
+# draft that expired (no one decided in time) is drafted again into the next window.
+NOT_DRAFTED_AGAIN = [
+    ChangeStatus.REJECTED,
+    ChangeStatus.CANCELLED,
+    ChangeStatus.BLOCKED,
+    ChangeStatus.FAILED,
+    ChangeStatus.TIMED_OUT,
+]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ended_drafts() -> QuerySet:
+    """A tunnel's policy drafts that ended so since its last applied maintenance (for a
+    tunnel, as ``Exists``)."""
+    since = Coalesce(
+        OuterRef("last_maintenance_applied"), Value(EPOCH), output_field=DateTimeField()
+    )
+    return ChangeRequest.objects.filter(
+        tunnel=OuterRef("pk"),
+        policy__isnull=False,
+        status__in=NOT_DRAFTED_AGAIN,
+        created_at__gt=since,
+    )
+
+
 def draft_pending(now: datetime, *, connection_ids: list[int] | None = None) -> DraftOutcome:
     """Draft a request for every tunnel under a policy that needs one."""
     outcome = DraftOutcome()
@@ -77,6 +107,7 @@ def draft_pending(now: datetime, *, connection_ids: list[int] | None = None) -> 
         Tunnel.objects.pending()
         .filter(connection__gone_at__isnull=True)
         .exclude(change_requests__status__in=ChangeStatus.OPEN)
+        .exclude(Exists(ended_drafts()))
         .select_related("connection__account")
         .order_by("maintenance_auto_applied_after", "outside_ip")
     )

@@ -122,7 +122,8 @@ def _problems(row: PlanRow, connection_requests: list[ChangeRequest]) -> list[Pl
     problems = []
     request, deadline = row.request, row.deadline
     if request is None:
-        problems.append(PlanProblem.NO_SLOT if row.policy else PlanProblem.NOTHING_PLANNED)
+        no_slot = row.policy is not None and row.tunnel.no_slot_since is not None
+        problems.append(PlanProblem.NO_SLOT if no_slot else PlanProblem.NOTHING_PLANNED)
         return problems
     if deadline is not None and request.window_end > deadline:
         problems.append(PlanProblem.AFTER_DEADLINE)
