@@ -433,6 +433,7 @@ def test_an_approver_approves_a_policy_on_its_page(client, approver, settings):
     assert {d.status for d in drafts_of(connection)} == {ChangeStatus.APPROVED}
     request_page = client.get(f"/requests/{drafts_of(connection)[0].pk}/").content.decode()
     assert "standard change: every safety check still runs when the window opens" in request_page
+    assert "its approvers approved the policy, not each request" in request_page
     assert "the maintenance policy below planned it into this window" in request_page
     assert f'href="/policies/{policy.pk}/"' in request_page
 
