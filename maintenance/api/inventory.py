@@ -63,9 +63,7 @@ def _filtered(filters: ConnectionFilters) -> Any:
     if "pending" in data:
         data["pending"] = "yes" if data["pending"] else "no"
     data = {name: value for name, value in data.items() if value is not False}
-    regions = list(
-        VpnConnection.objects.order_by("region").values_list("region", flat=True).distinct()
-    )
+    regions = VpnConnection.objects.regions()
     form = ConnectionFilterForm(data, regions=regions)
     check(form)
     return form.filter(VpnConnection.objects.all())

@@ -28,9 +28,9 @@ from django.db.models.functions import Coalesce
 from ..choices import ChangeKind, ChangeStatus
 from ..planning import HORIZON, find_slot
 from .changes import ChangeRequest, create_checked
-from .inventory import Tunnel, VpnConnection
+from .inventory import Tunnel
 from .operations import BlackoutPeriod
-from .policies import MaintenancePolicy
+from .policies import MaintenancePolicy, policy_for
 
 # The user the drafts are requested by: it cannot sign in and holds no role.
 PLANNER_USERNAME = "vpnctl-planner"
@@ -59,13 +59,6 @@ def enabled_policies() -> list[MaintenancePolicy]:
         .prefetch_related("accounts", "approvals")
         .order_by("name")
     )
-
-
-def policy_for(
-    connection: VpnConnection, policies: list[MaintenancePolicy]
-) -> MaintenancePolicy | None:
-    """The first enabled policy (by name) that covers the connection."""
-    return next((p for p in policies if p.selects(connection)), None)
 
 
 # How a policy's draft may end without the maintenance being applied, after which the

@@ -273,6 +273,10 @@ class VpnConnectionQuerySet(models.QuerySet):
         """Connections still in AWS."""
         return self.filter(gone_at__isnull=True)
 
+    def regions(self) -> list[str]:
+        """Every region these connections are in, in order (the filters' region choices)."""
+        return list(self.order_by("region").values_list("region", flat=True).distinct())
+
     def with_tunnels(self, tunnels: models.QuerySet) -> VpnConnectionQuerySet:
         """Connections with at least one of these tunnels.
 

@@ -16,14 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext_lazy as _
 
 from ..choices import ChangeStatus
 from .changes import ChangeRequest
 from .inventory import Tunnel, TunnelQuerySet
 from .operations import BlackoutPeriod
-from .policies import MaintenancePolicy
+from .policies import MaintenancePolicy, policy_for
 
 
 class PlanProblem(models.TextChoices):
@@ -100,7 +100,7 @@ def fleet_plan(tunnels: TunnelQuerySet, now: datetime) -> list[PlanRow]:
     )
     rows = []
     for tunnel in tunnels.select_related("connection__account"):
-        policy = next((p for p in policies if p.selects(tunnel.connection)), None)
+        policy = policy_for(tunnel.connection, policies)
         request = by_tunnel.get(tunnel.pk)
         row = PlanRow(tunnel=tunnel, policy=policy, request=request)
         row.problems = _problems(row, by_connection[tunnel.connection_id])
@@ -110,11 +110,12 @@ def fleet_plan(tunnels: TunnelQuerySet, now: datetime) -> list[PlanRow]:
 
 
 def _in_blackout() -> Exists:
-    """The request's window overlaps a blackout binding its account (or every account)."""
+    """The request's window overlaps a blackout binding its account (or every account):
+    check_rules's own test, per request in SQL."""
     return Exists(
-        BlackoutPeriod.objects.filter(
-            starts_at__lt=OuterRef("window_end"), ends_at__gt=OuterRef("window_start")
-        ).filter(Q(account__isnull=True) | Q(account_id=OuterRef("tunnel__connection__account_id")))
+        BlackoutPeriod.objects.overlapping(
+            OuterRef("window_start"), OuterRef("window_end")
+        ).binding(OuterRef("tunnel__connection__account_id"))
     )
 
 

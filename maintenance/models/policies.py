@@ -361,6 +361,10 @@ class MaintenancePolicy(models.Model):
             return True
         return user.pk in users or bool(groups & set(user.groups.values_list("pk", flat=True)))
 
+    def may_suspend(self, user: Any) -> bool:
+        """One who may approve it, or an admin (who manages changes)."""
+        return self.may_approve(user) or has_perm(user, "maintenance.manage_changes")
+
     # -- transitions ------------------------------------------------------------------
 
     def record_edit(self, *, user: Any, before: str, now: datetime) -> int:
@@ -439,7 +443,7 @@ class MaintenancePolicy(models.Model):
     def suspend(self, *, user: Any, now: datetime) -> int:
         """Stop the standard change at once: approvals given before now no longer count,
         and the drafts it approved that have not run wait for a normal approval."""
-        if not (self.may_approve(user) or has_perm(user, "maintenance.manage_changes")):
+        if not self.may_suspend(user):
             raise PermissionDenied(_("Only an approver or an admin may suspend a standard change."))
         with transaction.atomic():
             MaintenancePolicy.objects.filter(pk=self.pk).update(suspended_at=now, suspended_by=user)
@@ -467,6 +471,13 @@ class MaintenancePolicy(models.Model):
         ):
             voided += request.void_standard(why, now=now)
         return voided
+
+
+def policy_for(
+    connection: VpnConnection, policies: list[MaintenancePolicy]
+) -> MaintenancePolicy | None:
+    """The policy of a connection: the first of `policies` (enabled, by name) that covers it."""
+    return next((p for p in policies if p.selects(connection)), None)
 
 
 class PolicyApproval(models.Model):

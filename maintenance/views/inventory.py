@@ -50,9 +50,7 @@ class ConnectionRow:
 def connection_list(request: HttpRequest) -> HttpResponse:
     """Every connection, filtered and searched, 50 a page, in a constant number of queries."""
     require_perm(request, "maintenance.view_vpnconnection")
-    regions = list(
-        VpnConnection.objects.order_by("region").values_list("region", flat=True).distinct()
-    )
+    regions = VpnConnection.objects.regions()
     form = ConnectionFilterForm(request.GET or None, regions=regions)
     qs = (
         VpnConnection.objects.select_related("account")
